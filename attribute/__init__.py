@@ -1,0 +1,1 @@
+"""Attribution stage: georeferenced explanations of the U-Net's solar masks."""

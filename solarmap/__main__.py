@@ -1,0 +1,5 @@
+"""``python -m solarmap``."""
+
+from solarmap.cli import run
+
+run()

@@ -1,0 +1,153 @@
+"""The ``solarmap`` command line.
+
+Every user mistake ends as one line on stderr and exit code 2 (see :func:`main`); the library
+raises :class:`~solarmap.errors.SolarmapError` for those and the CLI never shows a traceback for
+them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from solarmap.errors import InputError, SolarmapError
+from solarmap.logs import configure_logging
+from solarmap.progress import set_progress
+
+log = logging.getLogger("solarmap")
+
+app = typer.Typer(
+    name="solarmap",
+    help="Map solar farms in Sentinel-2 imagery and explain why the model believes it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _global(
+    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More log.")] = 0,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Warnings only, no bars.")] = False,
+) -> None:
+    """Map solar farms in Sentinel-2 imagery and explain why the model believes it."""
+    configure_logging(-1 if quiet else verbose)
+    set_progress(not quiet)
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError as err:
+        raise InputError(f"--split {text!r}: give three numbers like 0.7,0.15,0.15") from err
+    if len(parts) != 3:
+        raise InputError(f"--split {text!r}: give three numbers like 0.7,0.15,0.15")
+    return parts[0], parts[1], parts[2]
+
+
+@app.command("demo-data")
+def demo_data(
+    out: Annotated[Path, typer.Option("--out", help="Folder to create.")],
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same region.")] = 0,
+    size: Annotated[int, typer.Option(help="Scene side in 10 m pixels.")] = 1024,
+    spurious: Annotated[
+        str, typer.Option(help="Plant a cue beside every labelled farm: none, pad or snow.")
+    ] = "none",
+    snow: Annotated[bool, typer.Option(help="Add snow patches to the landscape.")] = False,
+    unmapped_fraction: Annotated[float, typer.Option(help="Share of farms left out of OSM.")] = 0.2,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+) -> None:
+    """Generate the built-in demo region: an L2A-like scene, SCL, OSM labels and ground truth."""
+    from data_prep.synthetic import RegionConfig, generate_region
+    from solarmap.geo import output_dir
+
+    if spurious not in ("none", "pad", "snow"):
+        raise InputError(f"--spurious {spurious!r}: choose none, pad or snow")
+    cfg = RegionConfig(
+        seed=seed,
+        size=size,
+        spurious=spurious,  # type: ignore[arg-type]
+        snow=snow,
+        unmapped_fraction=unmapped_fraction,
+    )
+    with output_dir(out, overwrite=overwrite) as tmp:
+        generate_region(tmp, cfg)
+    typer.echo(f"demo region written to {out}")
+    for name in ("scene.tif", "scene_SCL.tif", "labels.osm", "truth.gpkg", "region.json"):
+        typer.echo(f"  {out / name}")
+
+
+@app.command()
+def prepare(
+    scene: Annotated[
+        list[Path],
+        typer.Option(help="Scene: GeoTIFF, folder of band files or .SAFE (repeatable)."),
+    ],
+    labels: Annotated[
+        str, typer.Option(help="Labels: .osm, GeoJSON, GeoPackage, or 'overpass' to query OSM.")
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder to create.")],
+    scl: Annotated[
+        list[Path] | None, typer.Option(help="SCL file per scene (repeatable, in order).")
+    ] = None,
+    chip_size: Annotated[int, typer.Option(help="Chip side in pixels.")] = 256,
+    stride: Annotated[int | None, typer.Option(help="Chip stride (default: chip size).")] = None,
+    block_size: Annotated[int, typer.Option(help="Spatial split block side in pixels.")] = 512,
+    split: Annotated[str, typer.Option(help="Train,val,test shares.")] = "0.7,0.15,0.15",
+    negative_ratio: Annotated[
+        float, typer.Option(help="Negative chips kept per positive (train split).")
+    ] = 1.0,
+    boundary: Annotated[int, typer.Option(help="Ignore ring around polygons, pixels.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for split and sampling.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+) -> None:
+    """Join scenes with solar labels into labelled scenes, a chip index and band statistics."""
+    from data_prep.prepare import PrepareConfig
+    from data_prep.prepare import prepare as run_prepare
+
+    cfg = PrepareConfig(
+        chip_size=chip_size,
+        stride=stride,
+        block_size=block_size,
+        split=_fractions(split),
+        negative_ratio=negative_ratio,
+        boundary=boundary,
+        seed=seed,
+    )
+    result = run_prepare(
+        scene, labels, out, config=cfg, scl=list(scl) if scl else None, overwrite=overwrite
+    )
+    typer.echo(f"prepared {len(result.scenes)} scene(s), {result.chips} chips -> {result.out}")
+    typer.echo("  selected: " + ", ".join(f"{k} {v}" for k, v in result.selected.items()))
+    typer.echo(f"  chip index: {result.index}")
+    typer.echo(f"  statistics: {result.stats}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning solarmap errors into one line and exit code 2."""
+    try:
+        app(args=argv, prog_name="solarmap", standalone_mode=False)
+    except SolarmapError as err:
+        print(f"solarmap: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("solarmap: interrupted", file=sys.stderr)
+        return 130
+    except typer.Abort:
+        return 1
+    except typer.TyperException as err:  # usage errors: click's own message and exit code
+        show = getattr(err, "show", None)
+        if callable(show):
+            show()
+        return int(getattr(err, "exit_code", 2))
+    return 0
+
+
+def run() -> None:
+    """Console-script wrapper."""
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""The one place that opens rasters and vector files, and writes them atomically.
+
+Readers translate library errors into :class:`~solarmap.errors.SolarmapError` subclasses with a
+message that names the file. Writers never leave half-written outputs: they write to a temporary
+name in the destination folder and rename on success.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
+
+from solarmap.errors import InputError, InputFileError, OutputExistsError
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+
+#: Creation options of the Cloud-Optimized GeoTIFFs solarmap writes.
+COG_OPTIONS: dict[str, str] = {
+    "COMPRESS": "DEFLATE",
+    "BLOCKSIZE": "512",
+    "OVERVIEWS": "AUTO",
+    "BIGTIFF": "IF_SAFER",
+}
+
+
+def _require_file(path: Path, what: str) -> None:
+    if not path.exists():
+        raise InputFileError(f"{path}: {what} not found; check the path")
+
+
+def open_raster(path: PathLike, *, what: str = "raster") -> rasterio.DatasetReader:
+    """Open a raster for reading.
+
+    Raises:
+        InputFileError: if the file is missing or GDAL cannot read it as a raster.
+    """
+    p = Path(path)
+    _require_file(p, what)
+    try:
+        return rasterio.open(p)
+    except RasterioIOError as err:
+        first = str(err).splitlines()[0] if str(err) else "unreadable"
+        raise InputFileError(
+            f"{p}: not a raster GDAL can read ({first}); give a GeoTIFF or JP2 file"
+        ) from err
+
+
+def read_vector(path: PathLike, *, what: str = "vector file", **kwargs: Any) -> Any:
+    """Read a vector file (GeoJSON, GeoPackage, Shapefile...) into a GeoDataFrame.
+
+    Raises:
+        InputFileError: if the file is missing or is not a vector file GDAL can read.
+    """
+    import geopandas as gpd
+    import pyogrio.errors
+
+    p = Path(path)
+    _require_file(p, what)
+    try:
+        return gpd.read_file(p, engine="pyogrio", **kwargs)
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as err:
+        first = str(err).splitlines()[0] if str(err) else "unreadable"
+        raise InputFileError(
+            f"{p}: not a vector file GDAL can read ({first}); give GeoJSON or GeoPackage"
+        ) from err
+
+
+def write_vector(gdf: Any, path: PathLike, *, layer: str | None = None) -> Path:
+    """Write a GeoDataFrame as a GeoPackage (or by extension), atomically."""
+    p = Path(path)
+    driver = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}.get(p.suffix.lower())
+    if driver is None:
+        raise InputError(f"{p}: unsupported vector format; use .gpkg or .geojson")
+    with atomic_path(p) as tmp:
+        gdf.to_file(tmp, driver=driver, layer=layer or p.stem, engine="pyogrio")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=f".tmp{p.suffix}", dir=p.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()  # writers such as GDAL want to create the file themselves
+    try:
+        yield tmp
+        os.replace(tmp, p)
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + ".aux.xml")):
+            if leftover.exists():
+                leftover.unlink()
+
+
+def write_json(path: PathLike, obj: Any) -> Path:
+    """Write JSON atomically, pretty-printed, with a trailing newline."""
+    p = Path(path)
+    with atomic_path(p) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    return p
+
+
+def write_text(path: PathLike, text: str) -> Path:
+    """Write text atomically."""
+    p = Path(path)
+    with atomic_path(p) as tmp:
+        tmp.write_text(text)
+    return p
+
+
+@contextlib.contextmanager
+def output_dir(path: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Build an output folder atomically.
+
+    Yields a temporary folder beside ``path``. If the block succeeds the temporary folder
+    replaces ``path``; if it raises, the temporary folder is removed and ``path`` is untouched.
+
+    Raises:
+        OutputExistsError: if ``path`` exists and ``overwrite`` is false.
+    """
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise OutputExistsError(f"{p}: output folder exists; pass --overwrite or choose another")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".partial", dir=p.parent))
+    try:
+        yield tmp
+        if p.exists():
+            old = p.with_name(f".{p.name}.old-{os.getpid()}")
+            os.replace(p, old)
+            os.replace(tmp, p)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, p)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def cog_writer(
+    path: PathLike,
+    *,
+    width: int,
+    height: int,
+    count: int,
+    dtype: str,
+    crs: Any,
+    transform: Any,
+    nodata: float | None = None,
+    descriptions: Sequence[str] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    band_tags: Sequence[Mapping[str, Any]] | None = None,
+    scales: Sequence[float] | None = None,
+    offsets: Sequence[float] | None = None,
+    overview_resampling: str = "average",
+    predictor: int | None = None,
+) -> Iterator[rasterio.io.DatasetWriter]:
+    """Write a Cloud-Optimized GeoTIFF window by window.
+
+    Yields a tiled GeoTIFF open for writing (write it in windows, e.g. with
+    ``dst.write(block, window=w)``). On exit the file is converted to a COG with internal
+    overviews and renamed onto ``path``; on error nothing is left behind.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if predictor is None:
+        predictor = 3 if np.dtype(dtype).kind == "f" else 2
+    with tempfile.TemporaryDirectory(prefix=f".{p.stem}.", dir=p.parent) as tmpdir:
+        staging = Path(tmpdir) / "staging.tif"
+        profile = {
+            "driver": "GTiff",
+            "width": width,
+            "height": height,
+            "count": count,
+            "dtype": dtype,
+            "crs": crs,
+            "transform": transform,
+            "nodata": nodata,
+            "tiled": True,
+            "blockxsize": 512,
+            "blockysize": 512,
+            "compress": "zstd" if "ZSTD" in _compressions() else "deflate",
+            "BIGTIFF": "IF_SAFER",
+        }
+        if width < 512 or height < 512:
+            profile.pop("blockxsize")
+            profile.pop("blockysize")
+            profile["tiled"] = False
+        with rasterio.open(staging, "w", **profile) as dst:
+            yield dst
+            if descriptions is not None:
+                for i, d in enumerate(descriptions, start=1):
+                    dst.set_band_description(i, d)
+            if tags:
+                dst.update_tags(**{k: str(v) for k, v in tags.items()})
+            if band_tags:
+                for i, bt in enumerate(band_tags, start=1):
+                    dst.update_tags(i, **{k: str(v) for k, v in bt.items()})
+            if scales is not None:
+                dst.scales = tuple(scales)
+            if offsets is not None:
+                dst.offsets = tuple(offsets)
+        with atomic_path(p) as tmp:
+            rasterio.shutil.copy(
+                staging,
+                tmp,
+                driver="COG",
+                RESAMPLING=overview_resampling.upper(),
+                PREDICTOR=str(predictor),
+                **COG_OPTIONS,
+            )
+
+
+def _compressions() -> set[str]:
+    # Codecs vary between GDAL builds; fall back to DEFLATE when ZSTD is missing.
+    from rasterio.enums import Compression
+
+    return {c.name.upper() for c in Compression}
+
+
+def write_cog(
+    path: PathLike,
+    array: np.ndarray,
+    *,
+    crs: Any,
+    transform: Any,
+    nodata: float | None = None,
+    descriptions: Sequence[str] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    band_tags: Sequence[Mapping[str, Any]] | None = None,
+    overview_resampling: str = "average",
+) -> Path:
+    """Write an in-memory array ``[bands, H, W]`` (or ``[H, W]``) as a COG, atomically."""
+    arr = array[None] if array.ndim == 2 else array
+    with cog_writer(
+        path,
+        width=arr.shape[2],
+        height=arr.shape[1],
+        count=arr.shape[0],
+        dtype=str(arr.dtype),
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+        descriptions=descriptions,
+        tags=tags,
+        band_tags=band_tags,
+        overview_resampling=overview_resampling,
+    ) as dst:
+        dst.write(arr)
+    return Path(path)
+
+
+def resampling(name: str) -> Resampling:
+    """Resampling enum from its name (``"nearest"``, ``"bilinear"``, ``"average"``...)."""
+    try:
+        return Resampling[name]
+    except KeyError as err:
+        raise InputError(f"unknown resampling {name!r}") from err

@@ -1,0 +1,117 @@
+"""Shared fixtures: tiny georeferenced scenes and label files made on the fly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from solarmap.bands import BANDS
+
+REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+AUSTRIA = REALDATA / "austria-s2-2022"
+
+needs_realdata = pytest.mark.skipif(not AUSTRIA.exists(), reason="shared/realdata is absent")
+
+#: Upper-left corner of the tiny test scenes (UTM 43N, southern India).
+ORIGIN = (700000.0, 1560000.0)
+CRS = "EPSG:32643"
+
+
+def write_float_scene(
+    path: Path,
+    *,
+    size: tuple[int, int] = (96, 128),
+    seed: int = 0,
+    crs: str | None = CRS,
+    count: int = len(BANDS),
+    descriptions: tuple[str, ...] | None = BANDS,
+    solar_box: tuple[int, int, int, int] | None = (20, 30, 60, 80),
+    nan_band: int | None = None,
+    all_nodata: bool = False,
+) -> Path:
+    """A float32 scene (reflectance × 10000) with an optional dark solar rectangle.
+
+    ``solar_box`` is (row0, col0, row1, col1) in pixels.
+    """
+    h, w = size
+    rng = np.random.default_rng(seed)
+    veg = np.array([0.03, 0.06, 0.04, 0.10, 0.25, 0.32, 0.35, 0.37, 0.22, 0.11])
+    pv = np.array([0.07, 0.08, 0.08, 0.10, 0.15, 0.17, 0.18, 0.19, 0.17, 0.11])
+    data = np.broadcast_to(veg[: min(count, 10), None, None], (min(count, 10), h, w)).copy()
+    if count > 10:
+        data = np.concatenate([data, np.full((count - 10, h, w), 0.1)])
+    if solar_box is not None and count >= 10:
+        r0, c0, r1, c1 = solar_box
+        data[:10, r0:r1, c0:c1] = pv[:, None, None]
+    data = (data + rng.normal(0, 0.005, data.shape)) * 10000
+    if nan_band is not None:
+        data[nan_band] = np.nan
+    if all_nodata:
+        data[:] = np.nan
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "width": w,
+        "height": h,
+        "count": count,
+        "dtype": "float32",
+        "transform": Affine(10, 0, ORIGIN[0], 0, -10, ORIGIN[1]),
+    }
+    if crs:
+        profile["crs"] = crs
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data.astype(np.float32))
+        if descriptions:
+            for i, d in enumerate(descriptions[:count], start=1):
+                dst.set_band_description(i, d)
+        dst.update_tags(scale="reflectance*10000", DATETIME="2022-03-15")
+    return path
+
+
+def box_polygon_4326(
+    row0: int, col0: int, row1: int, col1: int, *, origin: tuple[float, float] = ORIGIN
+) -> Any:
+    """The pixel box (row0, col0, row1, col1) of the tiny scene as a lon/lat polygon."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    x0, y0 = origin
+    poly = box(x0 + col0 * 10, y0 - row1 * 10, x0 + col1 * 10, y0 - row0 * 10)
+    return gpd.GeoSeries([poly], crs=CRS).to_crs("EPSG:4326").iloc[0]
+
+
+def write_labels(path: Path, polygons: list[Any], crs: str = "EPSG:4326") -> Path:
+    """A GeoJSON/GeoPackage label file of the given polygons."""
+    import geopandas as gpd
+
+    gdf = gpd.GeoDataFrame({"id": list(range(len(polygons)))}, geometry=polygons, crs=crs)
+    gdf.to_file(path)
+    return path
+
+
+@pytest.fixture
+def tiny_scene(tmp_path: Path) -> Path:
+    """A 96×128 float scene with a 40×50 px solar rectangle."""
+    return write_float_scene(tmp_path / "scene.tif")
+
+
+@pytest.fixture
+def tiny_labels(tmp_path: Path) -> Path:
+    """GeoJSON labels matching :func:`tiny_scene`'s solar rectangle."""
+    return write_labels(tmp_path / "labels.geojson", [box_polygon_4326(20, 30, 60, 80)])
+
+
+@pytest.fixture
+def scene_factory(tmp_path: Path) -> Callable[..., Path]:
+    """Write a tiny scene with options (see :func:`write_float_scene`)."""
+    counter = iter(range(10_000))
+
+    def make(**kwargs: Any) -> Path:
+        return write_float_scene(tmp_path / f"scene_{next(counter)}.tif", **kwargs)
+
+    return make

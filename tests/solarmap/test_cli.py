@@ -1,0 +1,113 @@
+"""The command line: help everywhere, and bad input as one line with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from solarmap.cli import main
+from tests.conftest import box_polygon_4326, write_float_scene, write_labels
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+@pytest.mark.parametrize("cmd", [[], ["demo-data"], ["prepare"]])
+def test_help(cmd: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run([*cmd, "--help"], capsys)
+    assert code == 0 and "Usage" in out
+
+
+def test_module_entry_point_runs() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "solarmap", "--help"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0 and "prepare" in proc.stdout
+
+
+def _expect_error(argv: list[str], capsys: pytest.CaptureFixture[str], *words: str) -> str:
+    code, _, err = run(argv, capsys)
+    assert code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+def _prepare(scene: Path | str, labels: Path | str, out: Path) -> list[str]:
+    return ["-q", "prepare", "--scene", str(scene), "--labels", str(labels), "--out", str(out)]
+
+
+def test_prepare_ok(tiny_scene: Path, tiny_labels: Path, tmp_path: Path, capsys) -> None:
+    code, out, err = run(_prepare(tiny_scene, tiny_labels, tmp_path / "o"), capsys)
+    assert code == 0, err
+    assert "chips" in out and (tmp_path / "o" / "chips.gpkg").exists()
+
+
+BAD_CASES = {
+    "missing scene": (lambda p: p / "nope.tif", None, ["nope.tif", "not found"]),
+    "not a raster": (lambda p: _text(p / "x.tif"), None, ["x.tif", "not a raster"]),
+    "wrong band count": (lambda p: write_float_scene(p / "s4.tif", count=4), None, ["4 band"]),
+    "unknown band order": (
+        lambda p: write_float_scene(p / "bo.tif", descriptions=tuple(f"X{i}" for i in range(10))),
+        None,
+        ["band"],
+    ),
+    "no CRS": (lambda p: write_float_scene(p / "nocrs.tif", crs=None), None, ["CRS"]),
+    "all invalid": (lambda p: write_float_scene(p / "nd.tif", all_nodata=True), None, ["valid"]),
+    "NaN band": (lambda p: write_float_scene(p / "nb.tif", nan_band=0), None, ["B02"]),
+    "missing labels": (None, lambda p: p / "none.geojson", ["none.geojson", "not found"]),
+    "labels elsewhere": (
+        None,
+        lambda p: write_labels(
+            p / "far.geojson", [box_polygon_4326(0, 0, 9, 9, origin=(300000.0, 1000000.0))]
+        ),
+        ["far.geojson", "overlap"],
+    ),
+    "empty labels": (None, lambda p: _empty_labels(p / "empty.geojson"), ["empty.geojson"]),
+    "labels not vector": (None, lambda p: _text(p / "bad.geojson"), ["bad.geojson"]),
+}
+
+
+def _text(path: Path) -> Path:
+    path.write_text("this is not what you think\n")
+    return path
+
+
+def _empty_labels(path: Path) -> Path:
+    path.write_text('{"type": "FeatureCollection", "features": []}')
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    case: str, tmp_path: Path, tiny_scene: Path, tiny_labels: Path, capsys
+) -> None:
+    make_scene, make_labels, words = BAD_CASES[case]
+    scene = make_scene(tmp_path) if make_scene else tiny_scene
+    labels = make_labels(tmp_path) if make_labels else tiny_labels
+    out = tmp_path / "out"
+    _expect_error(_prepare(scene, labels, out), capsys, *words)
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_existing_output_is_refused(tiny_scene, tiny_labels, tmp_path, capsys) -> None:
+    (tmp_path / "o").mkdir()
+    _expect_error(_prepare(tiny_scene, tiny_labels, tmp_path / "o"), capsys, "--overwrite")
+
+
+def test_bad_options(tiny_scene, tiny_labels, tmp_path, capsys) -> None:
+    argv = [*_prepare(tiny_scene, tiny_labels, tmp_path / "o"), "--split", "0.5,0.5"]
+    _expect_error(argv, capsys, "--split")
+    _expect_error(["demo-data", "--out", str(tmp_path / "d"), "--spurious", "x"], capsys, "pad")
+    code, _, err = run(["prepare", "--scene"], capsys)
+    assert code == 2 and "Traceback" not in err

@@ -1,0 +1,1 @@
+"""Model stage: datasets over the chip index, U-Net training and evaluation."""
