@@ -1,0 +1,1 @@
+"""Tiny generated test fixtures and the scripts that make them."""
