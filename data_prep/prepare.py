@@ -161,7 +161,6 @@ def _write_labelled_scene(
     mask_path: Path,
     *,
     config: PrepareConfig,
-    scene_id: str,
 ) -> dict[str, int]:
     """Stream a scene window by window into the image and mask COGs; return pixel counts."""
     info = scene.info
@@ -199,7 +198,7 @@ def _write_labelled_scene(
             overview_resampling="mode",
         ) as msk,
     ):
-        for w in track(windows, f"labelling {scene_id}", total=len(windows)):
+        for w in track(windows, "labelling scene", total=len(windows)):
             refl, valid = scene.read(w)
             finite += np.isfinite(refl).reshape(len(BANDS), -1).sum(axis=1)
             mask = rasterize_window(
@@ -334,7 +333,7 @@ def prepare(
                     n_labels=len(scene_labels),
                 )
                 rec.counts = _write_labelled_scene(
-                    scene, scene_labels, rec.image, rec.mask, config=cfg, scene_id=sid
+                    scene, scene_labels, rec.image, rec.mask, config=cfg
                 )
                 if len(scene_labels):
                     write_vector(scene_labels, scene_dir / "labels.gpkg", layer="labels")

@@ -86,8 +86,10 @@ def write_vector(gdf: Any, path: PathLike, *, layer: str | None = None) -> Path:
     driver = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}.get(p.suffix.lower())
     if driver is None:
         raise InputError(f"{p}: unsupported vector format; use .gpkg or .geojson")
+    # GeoPackage 1.2 opens without warnings in older GDAL/QGIS builds too.
+    options = {"VERSION": "1.2"} if driver == "GPKG" else {}
     with atomic_path(p) as tmp:
-        gdf.to_file(tmp, driver=driver, layer=layer or p.stem, engine="pyogrio")
+        gdf.to_file(tmp, driver=driver, layer=layer or p.stem, engine="pyogrio", **options)
     return p
 
 
@@ -140,6 +142,9 @@ def output_dir(path: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
         raise OutputExistsError(f"{p}: output folder exists; pass --overwrite or choose another")
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".partial", dir=p.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; the output should look like any mkdir
     try:
         yield tmp
         if p.exists():

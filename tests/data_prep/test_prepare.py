@@ -9,6 +9,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+from shapely.geometry import box
 
 from data_prep.prepare import PrepareConfig, prepare
 from solarmap.bands import BANDS
@@ -139,3 +140,52 @@ def test_real_austrian_chips(tmp_path: Path) -> None:
     # The date image and the median of a site never land in different splits.
     site = chips.scene_id.str.split("_").str[1]
     assert (chips.groupby(site)["split"].nunique() == 1).all()
+
+
+@pytest.mark.parametrize("form", ["safe", "folder", "geotiff"])
+def test_all_three_scene_forms_prepare_alike(form: str, tmp_path: Path) -> None:
+    from tests.data import make_safe as ms
+
+    if form == "safe":
+        scene = ms.make_safe(tmp_path, size=64)
+    elif form == "folder":
+        scene, _ = ms.make_band_folder(tmp_path, size=64)
+    else:
+        scene, _ = ms.make_geotiff(tmp_path, size=64)
+    x0, y0 = ms.ORIGIN
+    labels = tmp_path / "labels.geojson"
+    poly = gpd.GeoSeries([box(x0 + 100, y0 - 400, x0 + 300, y0 - 100)], crs=ms.CRS)
+    gpd.GeoDataFrame(geometry=poly.to_crs(4326)).to_file(labels)
+    res = prepare(
+        [scene], labels, tmp_path / "o", config=PrepareConfig(chip_size=32, block_size=32)
+    )
+    with rasterio.open(res.scenes[0].mask) as src:
+        m = src.read(1)
+    assert res.scenes[0].info.form == form
+    assert (m[10:40, 10:30] != 0).all() and (m[10:40, 10:30] == 1).sum() > 0.8 * 600
+    assert (m == 1).sum() <= 600
+
+
+def test_demo_region_prepares_and_labels_only_mapped_farms(tmp_path: Path) -> None:
+    from data_prep.synthetic import RegionConfig, generate_region
+
+    files = generate_region(tmp_path / "region", RegionConfig(seed=3, size=512))
+    res = prepare([files.scene], files.osm, tmp_path / "o", config=PrepareConfig(chip_size=64))
+    truth = gpd.read_file(files.truth)
+    with rasterio.open(res.scenes[0].mask) as src:
+        mask = src.read(1)
+        from rasterio.features import rasterize
+
+        def burn(rows: gpd.GeoDataFrame) -> np.ndarray:
+            if rows.empty:
+                return np.zeros(mask.shape, bool)
+            return rasterize(rows.geometry, out_shape=mask.shape, transform=src.transform) > 0
+
+    mapped, unmapped = burn(truth[truth.mapped]), burn(truth[~truth.mapped])
+    solar = mask == 1
+    assert solar.sum() > 0
+    assert (solar & mapped).sum() / solar.sum() > 0.95  # labels sit on the mapped farms
+    assert (solar & unmapped).sum() == 0  # OSM knows nothing of the unmapped ones
+    assert (mask == 255).any()  # clouds and the no-data strip are ignored
+    chips = gpd.read_file(tmp_path / "o" / "chips.gpkg")
+    assert chips.positive.any() and (~chips.positive).any()
