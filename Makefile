@@ -32,3 +32,6 @@ lint: setup
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
+
+bench: setup
+	$(BIN)/python benchmarks/bench_prepare.py

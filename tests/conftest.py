@@ -34,6 +34,7 @@ def write_float_scene(
     solar_box: tuple[int, int, int, int] | None = (20, 30, 60, 80),
     nan_band: int | None = None,
     all_nodata: bool = False,
+    origin: tuple[float, float] = ORIGIN,
 ) -> Path:
     """A float32 scene (reflectance × 10000) with an optional dark solar rectangle.
 
@@ -60,7 +61,7 @@ def write_float_scene(
         "height": h,
         "count": count,
         "dtype": "float32",
-        "transform": Affine(10, 0, ORIGIN[0], 0, -10, ORIGIN[1]),
+        "transform": Affine(10, 0, origin[0], 0, -10, origin[1]),
     }
     if crs:
         profile["crs"] = crs

@@ -189,3 +189,41 @@ def test_demo_region_prepares_and_labels_only_mapped_farms(tmp_path: Path) -> No
     assert (mask == 255).any()  # clouds and the no-data strip are ignored
     chips = gpd.read_file(tmp_path / "o" / "chips.gpkg")
     assert chips.positive.any() and (~chips.positive).any()
+
+
+def test_labels_from_overpass_through_osmnx(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--labels overpass` queries the scene footprint through osmnx (stand-in on 127.0.0.1)."""
+    import socket
+
+    import osmnx as ox
+    from pyproj import Transformer
+
+    from tests.data import make_osm
+    from tests.data.overpass_standin import OverpassStandin
+
+    # A scene in UTM 33N whose upper-left corner is 100 m west and 800 m north of the fixture.
+    e0, n0 = Transformer.from_crs(4326, 32633, always_xy=True).transform(*make_osm.ORIGIN)
+    origin = (round(e0) - 100.0, round(n0) + 800.0)
+    scene = write_float_scene(
+        tmp_path / "s.tif", size=(100, 130), crs="EPSG:32633", origin=origin, solar_box=None
+    )
+    with OverpassStandin(make_osm.solar_scene().sorted_elements()) as server:
+        monkeypatch.setattr(ox.settings, "overpass_url", server.url)
+        monkeypatch.setattr(ox.settings, "overpass_rate_limit", False)
+        monkeypatch.setattr(ox.settings, "use_cache", False)
+        monkeypatch.setattr(ox.settings, "doh_url_template", None)
+        monkeypatch.setattr(socket, "getaddrinfo", socket.getaddrinfo)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        res = prepare([scene], "overpass", tmp_path / "o", config=PrepareConfig(chip_size=64))
+        assert any("power" in q for q in server.queries)
+    with rasterio.open(res.scenes[0].mask) as src:
+        m = src.read(1)
+    # Plant way/100 spans 0..200 m east and 0..150 m north of the fixture origin.
+    # Rows 65..80 and columns 10..30 of the scene; keep 2 px off the edges (the fixture's
+    # metres-per-degree approximation and UTM grid convergence move edges by about a pixel).
+    assert (m[65 + 2 : 80 - 2, 10 + 2 : 30 - 2] == 1).all()
+    assert (m[:60] == 1).sum() > 0  # the orphan generator rows lie further north
+    cfg = (tmp_path / "o" / "config.json").read_text()
+    assert '"labels": "overpass"' in cfg

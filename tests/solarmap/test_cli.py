@@ -111,3 +111,27 @@ def test_bad_options(tiny_scene, tiny_labels, tmp_path, capsys) -> None:
     _expect_error(["demo-data", "--out", str(tmp_path / "d"), "--spurious", "x"], capsys, "pad")
     code, _, err = run(["prepare", "--scene"], capsys)
     assert code == 2 and "Traceback" not in err
+
+
+def test_demo_data_then_prepare_end_to_end(tmp_path: Path, capsys) -> None:
+    import json
+
+    import geopandas as gpd
+
+    region = tmp_path / "region"
+    code, _, err = run(["-q", "demo-data", "--out", str(region), "--size", "256", "--seed", "2",
+                          "--spurious", "pad"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert json.loads((region / "region.json").read_text())["config"]["spurious"] == "pad"
+    argv = _prepare(region / "scene.tif", region / "labels.osm", tmp_path / "p")
+    code, _, err = run(
+        [*argv, "--chip-size", "64", "--block-size", "64", "--boundary", "1"], capsys
+    )
+    assert code == 0, err
+    chips = gpd.read_file(tmp_path / "p" / "chips.gpkg")
+    assert len(chips) == 16 and chips.positive.any()
+    cfg = json.loads((tmp_path / "p" / "config.json").read_text())
+    assert cfg["config"]["boundary"] == 1 and cfg["config"]["chip_size"] == 64
+    # Running demo-data again into the same folder is refused without --overwrite.
+    code, _, err = run(["demo-data", "--out", str(region), "--size", "64"], capsys)
+    assert code == 2 and "--overwrite" in err
