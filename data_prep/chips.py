@@ -213,6 +213,10 @@ class BandStatistics:
         idx = self._rng.choice(px.shape[1], size=take, replace=False)
         self._samples.append(px[:, idx].astype(np.float32))
         self._sampled += take
+        if self._sampled > 2 * self.max_samples:  # keep memory bounded: thin the pool
+            pool = np.concatenate(self._samples, axis=1)
+            keep = self._rng.choice(pool.shape[1], self.max_samples, replace=False)
+            self._samples, self._sampled = [pool[:, keep]], self.max_samples
 
     def result(self) -> dict[str, Any]:
         """Per-band ``mean``, ``std``, ``p02``, ``p98`` (lists in band order) and pixel count."""

@@ -38,6 +38,10 @@ COG_OPTIONS: dict[str, str] = {
 }
 
 
+#: GDAL block cache while writing COGs (rasterio takes an integer as bytes).
+GDAL_CACHE_BYTES = 256 * 1024**2
+
+
 def _require_file(path: Path, what: str) -> None:
     if not path.exists():
         raise InputFileError(f"{path}: {what} not found; check the path")
@@ -209,7 +213,11 @@ def cog_writer(
             profile.pop("blockxsize")
             profile.pop("blockysize")
             profile["tiled"] = False
-        with rasterio.open(staging, "w", **profile) as dst:
+        # A small GDAL block cache keeps memory flat however large the raster is.
+        with (
+            rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
+            rasterio.open(staging, "w", **profile) as dst,
+        ):
             yield dst
             if descriptions is not None:
                 for i, d in enumerate(descriptions, start=1):
@@ -223,7 +231,7 @@ def cog_writer(
                 dst.scales = tuple(scales)
             if offsets is not None:
                 dst.offsets = tuple(offsets)
-        with atomic_path(p) as tmp:
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), atomic_path(p) as tmp:
             rasterio.shutil.copy(
                 staging,
                 tmp,
