@@ -35,6 +35,7 @@ def write_float_scene(
     nan_band: int | None = None,
     all_nodata: bool = False,
     origin: tuple[float, float] = ORIGIN,
+    more_solar: tuple[tuple[int, int, int, int], ...] = (),
 ) -> Path:
     """A float32 scene (reflectance × 10000) with an optional dark solar rectangle.
 
@@ -47,8 +48,8 @@ def write_float_scene(
     data = np.broadcast_to(veg[: min(count, 10), None, None], (min(count, 10), h, w)).copy()
     if count > 10:
         data = np.concatenate([data, np.full((count - 10, h, w), 0.1)])
-    if solar_box is not None and count >= 10:
-        r0, c0, r1, c1 = solar_box
+    boxes = ([solar_box] if solar_box is not None else []) + list(more_solar)
+    for r0, c0, r1, c1 in boxes if count >= 10 else []:
         data[:10, r0:r1, c0:c1] = pv[:, None, None]
     data = (data + rng.normal(0, 0.005, data.shape)) * 10000
     if nan_band is not None:

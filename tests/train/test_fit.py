@@ -1,0 +1,101 @@
+"""Training: masked loss, a tiny deterministic run, resume, checkpoint metadata."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from data_prep.prepare import PrepareConfig, prepare
+from solarmap.errors import InputError, OutputExistsError
+from solarmap.model import ModelConfig, load_checkpoint
+from tests.conftest import box_polygon_4326, write_float_scene, write_labels
+from train.dataset import ChipDataset
+from train.fit import TrainConfig, masked_bce_dice, train
+
+TINY = ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8))
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("fit")
+    scene = write_float_scene(
+        tmp / "s.tif",
+        size=(144, 144),
+        solar_box=(10, 10, 60, 50),
+        more_solar=((100, 90, 130, 140),),
+    )
+    polys = [box_polygon_4326(10, 10, 60, 50), box_polygon_4326(100, 90, 130, 140)]
+    labels = write_labels(tmp / "l.geojson", polys)
+    cfg = PrepareConfig(chip_size=48, block_size=48, negative_ratio=2.0)
+    prepare([scene], labels, tmp / "p", config=cfg)
+    return tmp / "p"
+
+
+def test_loss_ignores_masked_pixels() -> None:
+    logits = torch.randn(2, 1, 8, 8)
+    target = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    valid = torch.ones_like(target)
+    valid[..., :4] = 0
+    base = masked_bce_dice(logits, target, valid)
+    logits2 = logits.clone()
+    logits2[..., :4] = 100.0  # anything under the ignore mask
+    assert torch.allclose(masked_bce_dice(logits2, target, valid), base)
+    perfect = masked_bce_dice(target * 40 - 20, target, valid)
+    assert perfect < 0.01 < base
+
+
+def test_dataset_items_and_augmentation(prepared: Path) -> None:
+    ds = ChipDataset(prepared, "train", augment=True, seed=0)
+    x, y, v = ds[0]
+    assert x.shape == (10, 48, 48) and y.shape == v.shape == (1, 48, 48)
+    assert torch.isfinite(x).all() and set(y.unique().tolist()) <= {0.0, 1.0}
+    _, raw_y = ds.raw(0)
+    plain = ChipDataset(prepared, "train", augment=False)
+    _, yp, _ = plain[0]
+    assert yp.sum() == (raw_y == 1).sum()  # no augmentation: exact
+    assert y.sum() == yp.sum()  # dihedral transforms keep the solar pixel count
+
+
+def test_tiny_training_run_is_deterministic_and_resumable(prepared: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(model=TINY, epochs=3, batch_size=4, seed=1)
+    a = train(prepared, tmp_path / "a", config=cfg)
+    b = train(prepared, tmp_path / "b", config=cfg)
+    ca, cb = load_checkpoint(tmp_path / "a"), load_checkpoint(tmp_path / "b")
+    for (k, va), vb in zip(
+        ca.model.state_dict().items(), cb.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(va, vb), k
+    assert a.threshold == b.threshold and 0 < a.threshold < 1
+    meta = json.loads((tmp_path / "a" / "checkpoint.json").read_text())
+    assert meta["bands"][0] == "B02" and len(meta["normalisation"]["mean"]) == 10
+    assert meta["chip_size"] == 48 and len(meta["data_fingerprint"]) == 64
+    assert meta["metrics"]["val"]["iou"] >= 0 and len(meta["training"]["history"]) == 3
+
+    with pytest.raises(OutputExistsError):
+        train(prepared, tmp_path / "a", config=cfg)
+    # Resume: 3 more epochs continue from epoch 3, history grows to 6.
+    more = TrainConfig(model=TINY, epochs=6, batch_size=4, seed=1, patience=10)
+    r = train(prepared, tmp_path / "a", config=more, resume=True)
+    meta = json.loads((tmp_path / "a" / "checkpoint.json").read_text())
+    assert r.epochs_run == 6 and [h["epoch"] for h in meta["training"]["history"]] == list(
+        range(1, 7)
+    )
+
+
+def test_training_learns_the_toy_scene(prepared: Path, tmp_path: Path) -> None:
+    res = train(
+        prepared, tmp_path / "c", config=TrainConfig(model=TINY, epochs=25, batch_size=4, lr=1e-2)
+    )
+    assert res.val["iou"] > 0.7, res.val
+
+
+def test_bad_training_input(prepared: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError):
+        TrainConfig(epochs=0)
+    with pytest.raises(InputError, match="multiple"):
+        train(prepared, tmp_path / "x", config=TrainConfig(model=ModelConfig(), epochs=1))
+    with pytest.raises(InputError, match="run `solarmap prepare`"):
+        train(tmp_path, tmp_path / "y", config=TrainConfig(model=TINY, epochs=1))

@@ -1,0 +1,125 @@
+"""Training chips as a torch Dataset, read from a `solarmap prepare` folder.
+
+Chips are read once from the labelled-scene COGs (windows, boundless: small scenes are padded
+with NaN image / 255 mask) and kept in memory as float16 reflectance when they fit, which is the
+case for the demo region and the real chips; larger chip sets are read window by window.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from rasterio.windows import Window
+from torch.utils.data import Dataset
+
+from data_prep.rasterize import IGNORE
+from solarmap.bands import BANDS
+from solarmap.errors import InputError
+from solarmap.geo import open_raster, read_vector
+
+log = logging.getLogger(__name__)
+
+SplitName = Literal["train", "val", "test"]
+#: Chip sets smaller than this many bytes (float16 reflectance) are cached in memory.
+CACHE_LIMIT_BYTES = 2 * 1024**3
+
+
+def read_chip_index(root: str | Path) -> Any:
+    """The chip index GeoDataFrame of a prepared folder.
+
+    Raises:
+        InputFileError: when the folder has no chips.gpkg.
+    """
+    return read_vector(Path(root) / "chips.gpkg", what="chip index (run `solarmap prepare`)")
+
+
+def read_stats(root: str | Path) -> dict[str, Any]:
+    """Per-band normalisation statistics written by `solarmap prepare`."""
+    path = Path(root) / "stats.json"
+    if not path.exists():
+        raise InputError(f"{path}: band statistics not found; run `solarmap prepare` first")
+    stats = json.loads(path.read_text())
+    if stats.get("bands") != list(BANDS):
+        raise InputError(f"{path}: statistics are for bands {stats.get('bands')}, not {BANDS}")
+    return stats
+
+
+def read_chip(root: Path, row: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Reflectance ``float32[10, S, S]`` (NaN padded) and mask ``uint8[S, S]`` of one chip."""
+    w = Window(int(row["col_off"]), int(row["row_off"]), int(row["width"]), int(row["height"]))
+    with open_raster(root / row["image"]) as img, open_raster(root / row["mask"]) as msk:
+        x = img.read(window=w, boundless=True, fill_value=np.nan).astype(np.float32)
+        y = msk.read(1, window=w, boundless=True, fill_value=IGNORE)
+    return x, y
+
+
+class ChipDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
+    """Chips of one split.
+
+    Items are ``(x, y, valid)``: normalised input ``Tensor[10, S, S]`` (no data → 0), target
+    ``Tensor[1, S, S]`` in {0, 1}, and ``Tensor[1, S, S]`` 1 where the pixel counts (mask not
+    255). With ``augment``, a random dihedral transform (flips / 90° rotations) and a mild
+    per-band brightness factor ``1 + N(0, brightness)`` are applied.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: SplitName,
+        *,
+        selected_only: bool = True,
+        augment: bool = False,
+        brightness: float = 0.03,
+        stats: dict[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.root = Path(root)
+        index = read_chip_index(self.root)
+        rows = index[index["split"] == split]
+        if selected_only:
+            rows = rows[rows["selected"].astype(bool)]
+        self.rows = rows.reset_index(drop=True)
+        self.split = split
+        self.stats = stats or read_stats(self.root)
+        self.mean = np.asarray(self.stats["mean"], np.float32)[:, None, None]
+        self.std = np.asarray(self.stats["std"], np.float32)[:, None, None]
+        self.augment = augment
+        self.brightness = brightness
+        self.rng = np.random.default_rng(seed)
+        sizes = self.rows["height"] * self.rows["width"]
+        self.chip_size = int(self.rows["height"].max()) if len(self.rows) else 0
+        self._cache: list[tuple[np.ndarray, np.ndarray]] | None = None
+        if len(self.rows) and int(sizes.sum()) * len(BANDS) * 2 < CACHE_LIMIT_BYTES:
+            self._cache = []
+            for _, r in self.rows.iterrows():
+                x, y = read_chip(self.root, r)
+                self._cache.append((x.astype(np.float16), y))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Reflectance ``float32[10, S, S]`` and mask ``uint8[S, S]`` of chip ``i``."""
+        if self._cache is not None:
+            x, y = self._cache[i]
+            return x.astype(np.float32), y
+        return read_chip(self.root, self.rows.iloc[i])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = self.raw(i)
+        if self.augment:
+            if self.brightness > 0:
+                x = x * (1 + self.rng.normal(0, self.brightness, (x.shape[0], 1, 1)))
+            k = int(self.rng.integers(4))
+            x, y = np.rot90(x, k, axes=(1, 2)), np.rot90(y, k)
+            if self.rng.random() < 0.5:
+                x, y = x[:, :, ::-1], y[:, ::-1]
+        xn = np.nan_to_num((x - self.mean) / self.std, nan=0.0).astype(np.float32)
+        valid = (y != IGNORE).astype(np.float32)[None]
+        target = (y == 1).astype(np.float32)[None]
+        return torch.from_numpy(xn.copy()), torch.from_numpy(target.copy()), torch.from_numpy(valid)
