@@ -128,6 +128,153 @@ def prepare(
     typer.echo(f"  statistics: {result.stats}")
 
 
+def _ints(text: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError as err:
+        raise InputError(f"{option} {text!r}: give comma-separated integers") from err
+
+
+@app.command()
+def train(
+    chips: Annotated[Path, typer.Option(help="Folder written by `solarmap prepare`.")],
+    out: Annotated[Path, typer.Option(help="Checkpoint folder to write.")],
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
+    batch_size: Annotated[int, typer.Option(help="Chips per step.")] = 8,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 3e-3,
+    patience: Annotated[int, typer.Option(help="Early stop after this many epochs.")] = 10,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes.")] = None,
+    encoder: Annotated[str, typer.Option(help="smp encoder name.")] = "tu-mobilenetv3_small_100",
+    decoder_channels: Annotated[
+        str, typer.Option(help="Decoder widths, one per level.")
+    ] = "64,32,16,16,8",
+    encoder_weights: Annotated[
+        str | None, typer.Option(help="None, 'imagenet' (download) or a local .safetensors.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from the last finished epoch.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing checkpoint.")] = False,
+) -> None:
+    """Train the solar U-Net on prepared chips and write a checkpoint."""
+    from solarmap.model import ModelConfig
+    from train.fit import TrainConfig
+    from train.fit import train as run_train
+
+    dec = _ints(decoder_channels, "--decoder-channels")
+    model = ModelConfig(
+        encoder=encoder,
+        encoder_depth=len(dec),
+        decoder_channels=dec,
+        encoder_weights=encoder_weights,
+    )
+    cfg = TrainConfig(
+        model=model,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        max_minutes=max_minutes,
+        seed=seed,
+    )
+    res = run_train(chips, out, config=cfg, resume=resume, overwrite=overwrite)
+    typer.echo(f"checkpoint: {res.checkpoint}")
+    typer.echo(f"  best epoch {res.best_epoch} of {res.epochs_run}, threshold {res.threshold:.2f}")
+    typer.echo(f"  val IoU {res.val.get('iou', float('nan')):.3f}")
+    if res.test:
+        typer.echo(f"  test IoU {res.test['iou']:.3f}, F1 {res.test['f1']:.3f}")
+    typer.echo(f"  {res.seconds:.0f} s, {res.images_per_s:.1f} images/s")
+
+
+@app.command()
+def predict(
+    scene: Annotated[Path, typer.Option(help="Scene: GeoTIFF, band folder or .SAFE.")],
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint folder from `solarmap train`.")],
+    out: Annotated[Path, typer.Option(help="Output folder to create.")],
+    scl: Annotated[Path | None, typer.Option(help="SCL file for the scene.")] = None,
+    window: Annotated[int, typer.Option(help="Window side in pixels.")] = 512,
+    overlap: Annotated[int, typer.Option(help="Overlap between windows, pixels.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 4,
+    threshold: Annotated[
+        float | None, typer.Option(help="Probability threshold (default: checkpoint's).")
+    ] = None,
+    min_area: Annotated[float, typer.Option(help="Drop polygons smaller than this, m².")] = 0.0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+) -> None:
+    """Predict a probability COG and solar-farm polygons for a scene."""
+    from data_prep.sentinel2 import open_scene
+    from solarmap.model import load_checkpoint
+    from solarmap.predict import PredictConfig, predict_scene
+
+    ckpt = load_checkpoint(checkpoint)
+    cfg = PredictConfig(
+        window=window,
+        overlap=overlap,
+        batch_size=batch_size,
+        threshold=threshold,
+        min_area_m2=min_area,
+    )
+    with open_scene(scene, scl=scl) as src:
+        res = predict_scene(src, ckpt, out, config=cfg, overwrite=overwrite)
+    typer.echo(f"probability: {res.probability}")
+    typer.echo(f"polygons:    {res.polygons} ({res.n_polygons} solar farms)")
+
+
+@app.command()
+def evaluate(
+    prediction: Annotated[Path, typer.Option(help="Folder written by `solarmap predict`.")],
+    truth: Annotated[
+        Path, typer.Option(help="Truth: polygons (GPKG/GeoJSON) or a 0/1/255 mask GeoTIFF.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write metrics (default: in it).")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Threshold (default: the prediction's).")
+    ] = None,
+) -> None:
+    """Pixel and object metrics of a prediction against ground truth, with a PR curve."""
+    from solarmap.geo import open_raster
+    from train.evaluate import evaluate_prediction
+
+    prob = prediction / "probability.tif"
+    with open_raster(prob, what="probability raster (run `solarmap predict`)") as src:
+        t = threshold if threshold is not None else float(src.tags().get("THRESHOLD", 0.5))
+    metrics = evaluate_prediction(
+        prob,
+        truth,
+        polygons=prediction / "polygons.gpkg",
+        threshold=t,
+        out=out or prediction,
+    )
+    _echo_metrics(metrics)
+
+
+def _echo_metrics(metrics: dict) -> None:
+    px = metrics["pixel"]
+    typer.echo(
+        f"pixel: IoU {px['iou']:.3f}  F1 {px['f1']:.3f}  "
+        f"precision {px['precision']:.3f}  recall {px['recall']:.3f}"
+    )
+    obj = metrics.get("object")
+    if obj:
+        o = obj["overall"]
+        typer.echo(f"objects: recall {o['recall']:.3f}  precision {o['precision']:.3f}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-out"),
+    size: Annotated[int, typer.Option(help="Training region side, pixels.")] = 2048,
+    minutes: Annotated[float, typer.Option(help="Training time budget, minutes.")] = 4.5,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+) -> None:
+    """Run the whole spine on the built-in demo region: data, training, prediction, metrics."""
+    from solarmap.demo import run_demo
+
+    summary = run_demo(out, size=size, minutes=minutes, overwrite=overwrite)
+    typer.echo(summary.text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning solarmap errors into one line and exit code 2."""
     try:
