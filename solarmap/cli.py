@@ -257,8 +257,10 @@ def _echo_metrics(metrics: dict) -> None:
     )
     obj = metrics.get("object")
     if obj:
-        o = obj["overall"]
-        typer.echo(f"objects: recall {o['recall']:.3f}  precision {o['precision']:.3f}")
+        typer.echo(
+            f"objects: recall {obj['recall']:.3f} ({obj['n_found']}/{obj['n_truth']})  "
+            f"precision {obj['precision']:.3f} ({obj['n_correct']}/{obj['n_pred']})"
+        )
 
 
 @app.command()

@@ -119,8 +119,21 @@ def test_demo_data_then_prepare_end_to_end(tmp_path: Path, capsys) -> None:
     import geopandas as gpd
 
     region = tmp_path / "region"
-    code, _, err = run(["-q", "demo-data", "--out", str(region), "--size", "256", "--seed", "2",
-                          "--spurious", "pad"], capsys)  # fmt: skip
+    code, _, err = run(
+        [
+            "-q",
+            "demo-data",
+            "--out",
+            str(region),
+            "--size",
+            "256",
+            "--seed",
+            "2",
+            "--spurious",
+            "pad",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert json.loads((region / "region.json").read_text())["config"]["spurious"] == "pad"
     argv = _prepare(region / "scene.tif", region / "labels.osm", tmp_path / "p")
@@ -135,3 +148,143 @@ def test_demo_data_then_prepare_end_to_end(tmp_path: Path, capsys) -> None:
     # Running demo-data again into the same folder is refused without --overwrite.
     code, _, err = run(["demo-data", "--out", str(region), "--size", "64"], capsys)
     assert code == 2 and "--overwrite" in err
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import dataclasses
+
+    import torch
+
+    from solarmap.bands import BANDS
+    from solarmap.model import ModelConfig, build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8))
+    folder = tmp_path_factory.mktemp("ckpt")
+    meta = {
+        "bands": list(BANDS),
+        "normalisation": {"mean": [0.15] * 10, "std": [0.1] * 10},
+        "model": dataclasses.asdict(cfg),
+        "chip_size": 64,
+        "threshold": 0.5,
+    }
+    save_checkpoint(folder, build_model(cfg), meta)
+    return folder
+
+
+def _predict(scene: Path, ckpt: Path, out: Path) -> list[str]:
+    return [
+        "-q",
+        "predict",
+        "--scene",
+        str(scene),
+        "--checkpoint",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--window",
+        "64",
+        "--overlap",
+        "16",
+    ]
+
+
+def test_predict_and_evaluate(tiny_scene, tiny_labels, tiny_checkpoint, tmp_path, capsys) -> None:
+    import json
+
+    import rasterio
+
+    code, out, err = run(_predict(tiny_scene, tiny_checkpoint, tmp_path / "p"), capsys)
+    assert code == 0, err
+    with rasterio.open(tmp_path / "p" / "probability.tif") as p, rasterio.open(tiny_scene) as s:
+        assert p.transform == s.transform and p.shape == s.shape and p.crs == s.crs
+    code, out, err = run(
+        ["-q", "evaluate", "--prediction", str(tmp_path / "p"), "--truth", str(tiny_labels)], capsys
+    )
+    assert code == 0, err
+    assert "IoU" in out
+    metrics = json.loads((tmp_path / "p" / "metrics.json").read_text())
+    assert 0 <= metrics["pixel"]["iou"] <= 1 and metrics["threshold"] == 0.5
+
+
+def test_predict_pads_a_scene_smaller_than_one_window(tiny_checkpoint, tmp_path, capsys) -> None:
+    scene = write_float_scene(tmp_path / "small.tif", size=(13, 40), solar_box=(2, 2, 8, 20))
+    code, _, err = run(_predict(scene, tiny_checkpoint, tmp_path / "p"), capsys)
+    assert code == 0, err
+
+
+def _reordered_checkpoint(src: Path, dst: Path) -> Path:
+    import json
+
+    import torch
+
+    from solarmap.model import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(src)
+    meta = json.loads((src / "checkpoint.json").read_text())
+    meta["bands"] = [*meta["bands"][1:], meta["bands"][0]]
+    with torch.no_grad():
+        save_checkpoint(dst, ckpt.model, meta)
+    return dst
+
+
+def _truncated_checkpoint(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    data = (src / "model.safetensors").read_bytes()
+    (dst / "model.safetensors").write_bytes(data[: len(data) // 3])
+    return dst
+
+
+def _pickled_checkpoint(src: Path, dst: Path) -> Path:
+    import torch
+
+    dst.mkdir()
+    torch.save({"weights": torch.zeros(3)}, dst / "model.safetensors")
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (_reordered_checkpoint, ["bands", "differ"]),
+        (_truncated_checkpoint, ["model.safetensors"]),
+        (_pickled_checkpoint, ["never unpickles"]),
+    ],
+)
+def test_bad_checkpoints(make, words, tiny_scene, tiny_checkpoint, tmp_path, capsys) -> None:
+    ckpt = make(tiny_checkpoint, tmp_path / "bad")
+    _expect_error(_predict(tiny_scene, ckpt, tmp_path / "p"), capsys, *words)
+    assert not (tmp_path / "p").exists()
+
+
+def test_predict_bad_scene_and_existing_output(tiny_checkpoint, tiny_scene, tmp_path, capsys):
+    nodata = write_float_scene(tmp_path / "nd.tif", all_nodata=True)
+    _expect_error(_predict(nodata, tiny_checkpoint, tmp_path / "p"), capsys, "valid")
+    assert not (tmp_path / "p").exists()
+    (tmp_path / "p").mkdir()
+    _expect_error(_predict(tiny_scene, tiny_checkpoint, tmp_path / "p"), capsys, "--overwrite")
+
+
+def test_train_and_evaluate_bad_input(tmp_path, capsys) -> None:
+    _expect_error(
+        ["train", "--chips", str(tmp_path), "--out", str(tmp_path / "c")], capsys, "prepare"
+    )
+    _expect_error(
+        [
+            "train",
+            "--chips",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "c"),
+            "--decoder-channels",
+            "a,b",
+        ],
+        capsys,
+        "--decoder-channels",
+    )
+    _expect_error(
+        ["evaluate", "--prediction", str(tmp_path), "--truth", str(tmp_path / "t")],
+        capsys,
+        "probability",
+    )
