@@ -35,3 +35,5 @@ clean:
 
 bench: setup
 	$(BIN)/python benchmarks/bench_prepare.py
+	$(BIN)/python benchmarks/bench_predict.py
+	$(BIN)/python benchmarks/bench_train.py
