@@ -192,7 +192,10 @@ def predict(
     out: Annotated[Path, typer.Option(help="Output folder to create.")],
     scl: Annotated[Path | None, typer.Option(help="SCL file for the scene.")] = None,
     window: Annotated[int, typer.Option(help="Window side in pixels.")] = 512,
-    overlap: Annotated[int, typer.Option(help="Overlap between windows, pixels.")] = 64,
+    overlap: Annotated[
+        int | None,
+        typer.Option(help="Overlap between windows, pixels (default: 64, at most window/4)."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 4,
     threshold: Annotated[
         float | None, typer.Option(help="Probability threshold (default: checkpoint's).")
@@ -208,7 +211,7 @@ def predict(
     ckpt = load_checkpoint(checkpoint)
     cfg = PredictConfig(
         window=window,
-        overlap=overlap,
+        overlap=overlap if overlap is not None else min(64, window // 4),
         batch_size=batch_size,
         threshold=threshold,
         min_area_m2=min_area,
