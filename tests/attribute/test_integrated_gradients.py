@@ -1,0 +1,187 @@
+"""Integrated gradients: known answers, baselines, the completeness gate and its cost."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import IntegratedGradients
+from torch import nn
+
+from attribute.base import Cost
+from attribute.integrated_gradients import (
+    cost_integrated_gradients,
+    ig_schedule,
+    integrated_gradients,
+    make_baseline,
+)
+from attribute.targets import RegionTarget
+from solarmap.errors import InputError
+from tests.attribute.conftest import LinearSegmenter, make_window
+
+RULES = ("midpoint", "trapezoid", "left", "right", "gausslegendre")
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_ig_of_a_linear_model_is_exact_and_passes_the_gate_first_time(
+    linear_model: LinearSegmenter, window_input: torch.Tensor, region: np.ndarray, rule: str
+) -> None:
+    zero = torch.linspace(-2.0, -0.2, 10)  # −mean/std of some bands
+    f = RegionTarget(linear_model, region)
+    a = integrated_gradients(
+        f, window_input, baseline="zero", zero_reflectance=zero, rule=rule,  # type: ignore[arg-type]
+        tolerance=1e-4, reductions=("sum", "max_abs"),
+    )  # fmt: skip
+    baseline = zero[None, :, None, None].expand_as(window_input)
+    want = linear_model.region_ig(window_input, baseline, region)
+    assert a.method == "integrated_gradients"
+    assert a.per_band is not None
+    np.testing.assert_allclose(a.per_band, want, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        a.maps["integrated_gradients:sum"], want.sum(0), rtol=1e-4, atol=1e-5
+    )
+    ex = a.extra
+    assert ex["converged"] is True and ex["steps"] == 4
+    assert [h["steps"] for h in ex["completeness_history"]] == [4]
+    assert ex["completeness_error"] < 1e-4
+    assert ex["f_x"] == pytest.approx(linear_model.region_value(window_input, region), rel=1e-5)
+    x_base = baseline.contiguous()
+    assert ex["f_baseline"] == pytest.approx(linear_model.region_value(x_base, region), rel=1e-5)
+    assert ex["sum_attribution"] == pytest.approx(ex["f_x"] - ex["f_baseline"], rel=1e-4)
+    assert a.cost == cost_integrated_gradients(steps=4, max_steps=4) == Cost(6, 4)
+
+
+def test_captum_trapezoid_alone_falls_short_by_one_over_n(
+    linear_model: LinearSegmenter, window_input: torch.Tensor, region: np.ndarray
+) -> None:
+    """Why the trapezoid rule is rescaled: Captum's weights sum to (n − 1)/n."""
+    f = RegionTarget(linear_model, region)
+    raw = IntegratedGradients(f).attribute(window_input, n_steps=4, method="riemann_trapezoid")
+    ours = integrated_gradients(f, window_input, rule="trapezoid", steps=4, max_steps=4)
+    assert ours.per_band is not None
+    np.testing.assert_allclose(raw[0].numpy(), ours.per_band * 3 / 4, rtol=1e-5, atol=1e-7)
+
+
+def test_ig_batches_do_not_change_the_result(
+    linear_model: LinearSegmenter, window_input: torch.Tensor, region: np.ndarray
+) -> None:
+    f = RegionTarget(linear_model, region)
+    one = integrated_gradients(f, window_input, steps=8, max_steps=8, batch_size=1)
+    many = integrated_gradients(f, window_input, steps=8, max_steps=8, batch_size=16)
+    assert one.per_band is not None and many.per_band is not None
+    np.testing.assert_allclose(one.per_band, many.per_band, rtol=1e-5, atol=1e-7)
+    assert one.cost == many.cost == Cost(10, 8)
+
+
+def test_baselines(window_input: torch.Tensor) -> None:
+    x = window_input
+    assert torch.equal(make_baseline(x, "zero"), torch.zeros_like(x))
+    zero = torch.arange(10.0)
+    np.testing.assert_array_equal(make_baseline(x, "zero", zero_reflectance=zero)[0, :, 5, 7], zero)
+    # window median per band (torch's lower median for an even pixel count)
+    med = make_baseline(x, "median")
+    want = np.sort(x[0].flatten(1).numpy(), axis=1)[:, (64 * 64 - 1) // 2]
+    np.testing.assert_array_equal(med[0, :, 0, 0].numpy(), want)
+    assert float(med.std(dim=(2, 3)).max()) == 0.0
+    scene = torch.linspace(1.0, 2.0, 10)
+    torch.testing.assert_close(make_baseline(x, "median", scene_median=scene)[0, :, 3, 3], scene)
+    blur = make_baseline(x, "blur", blur_sigma=5.0)
+    assert blur.shape == x.shape
+    # blurring keeps each band's level and removes most of its pixel-to-pixel variation
+    torch.testing.assert_close(blur.mean(dim=(2, 3)), x.mean(dim=(2, 3)), atol=0.05, rtol=0)
+    assert bool((blur.std(dim=(2, 3)) < 0.2 * x.std(dim=(2, 3))).all())
+    tiny = make_window(1, size=8)
+    assert make_baseline(tiny, "blur").shape == tiny.shape  # kernel shrunk to fit the window
+    full = torch.randn_like(x)
+    assert torch.equal(make_baseline(x, full), full)
+    assert torch.equal(make_baseline(x, full[0])[0], full[0])
+
+
+def test_baseline_errors(window_input: torch.Tensor) -> None:
+    with pytest.raises(InputError, match="unknown baseline"):
+        make_baseline(window_input, "black")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="does not fit"):
+        make_baseline(window_input, torch.zeros(1, 10, 32, 32))
+    with pytest.raises(InputError, match="10 bands"):
+        make_baseline(window_input, "zero", zero_reflectance=torch.zeros(4))
+    with pytest.raises(InputError, match="finite"):
+        make_baseline(window_input, torch.full((10,), float("nan")))
+
+
+def test_ig_with_the_median_baseline_is_x_minus_median_times_w(
+    linear_model: LinearSegmenter, window_input: torch.Tensor, region: np.ndarray
+) -> None:
+    a = integrated_gradients(RegionTarget(linear_model, region), window_input, baseline="median")
+    want = linear_model.region_ig(window_input, make_baseline(window_input, "median"), region)
+    assert a.per_band is not None and a.extra["baseline"] == "median"
+    np.testing.assert_allclose(a.per_band, want, rtol=1e-4, atol=1e-6)
+
+
+def test_ig_options_are_checked_before_any_pass(window_input: torch.Tensor) -> None:
+    def never(x: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("the model must not run on bad options")
+
+    with pytest.raises(InputError, match="unknown integration rule"):
+        integrated_gradients(never, window_input, rule="simpson")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="at least 2 steps"):
+        integrated_gradients(never, window_input, steps=1)
+    with pytest.raises(InputError, match="max_steps >= steps"):
+        integrated_gradients(never, window_input, steps=8, max_steps=4)
+    with pytest.raises(InputError, match="reduction"):
+        integrated_gradients(never, window_input, reductions=("abs",))  # type: ignore[arg-type]
+
+
+def test_schedule_and_predicted_cost() -> None:
+    assert ig_schedule(4, 256) == [4, 8, 16, 32, 64, 128, 256]
+    assert ig_schedule(4, 100) == [4, 8, 16, 32, 64]
+    assert ig_schedule(4, 4) == [4]
+    assert cost_integrated_gradients(steps=4, max_steps=16) == Cost(4 + 8 + 16 + 2, 28)
+
+
+# --- the gate on a real (tiny) U-Net --------------------------------------------------------
+
+
+def _check_history(extra: dict[str, object], *, first: int, tolerance: float) -> list[int]:
+    history = extra["completeness_history"]
+    assert isinstance(history, list)
+    steps = [int(h["steps"]) for h in history]
+    assert steps == [first * 2**k for k in range(len(steps))]  # doubling
+    errors = [float(h["error"]) for h in history]
+    assert all(e > tolerance for e in errors[:-1])  # it stopped at the first pass
+    assert extra["steps"] == steps[-1] and extra["completeness_error"] == errors[-1]
+    return steps
+
+
+def test_gate_reaches_one_percent_on_a_unet_with_the_midpoint_rule(
+    tiny_unet: nn.Module, region: np.ndarray
+) -> None:
+    x = make_window(4)
+    f = RegionTarget(tiny_unet, region)
+    a = integrated_gradients(f, x, baseline="blur", rule="midpoint", max_steps=64)
+    ex = a.extra
+    steps = _check_history(ex, first=4, tolerance=0.01)
+    assert ex["converged"] is True and ex["completeness_error"] <= 0.01
+    assert ex["sum_attribution"] == pytest.approx(ex["f_x"] - ex["f_baseline"], rel=0.01)
+    with torch.no_grad():
+        assert ex["f_x"] == pytest.approx(float(f(x)[0]), rel=1e-5)
+    assert a.cost == Cost(sum(steps) + 2, sum(steps))
+    bound = cost_integrated_gradients(steps=4, max_steps=64)
+    assert a.cost.forward <= bound.forward and a.cost.backward <= bound.backward
+
+
+def test_gate_reports_not_converged_honestly(
+    tiny_unet: nn.Module, region: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The left Riemann rule converges like 1/n: 0.1 % is out of reach within 16 steps."""
+    f = RegionTarget(tiny_unet, region)
+    with caplog.at_level(logging.WARNING, logger="attribute.integrated_gradients"):
+        a = integrated_gradients(f, make_window(4), rule="left", max_steps=16, tolerance=1e-3)
+    ex = a.extra
+    assert _check_history(ex, first=4, tolerance=1e-3) == [4, 8, 16]
+    assert ex["converged"] is False and ex["completeness_error"] > 1e-3
+    assert "did not converge" in caplog.text
+    errors = [h["error"] for h in ex["completeness_history"]]
+    assert errors[-1] < errors[0]  # more steps still help
+    assert a.cost == cost_integrated_gradients(steps=4, max_steps=16) == Cost(30, 28)
