@@ -280,6 +280,58 @@ def demo(
     typer.echo(summary.text)
 
 
+@app.command()
+def explain(
+    scene: Annotated[Path, typer.Option(help="Scene: GeoTIFF, band folder or .SAFE.")],
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint folder from `solarmap train`.")],
+    target: Annotated[
+        str,
+        typer.Option(
+            help="Predictions GPKG (every object), a polygon file, or x,y in the scene CRS."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder to create.")],
+    methods: Annotated[
+        str, typer.Option(help="Comma-separated methods (see docs); default: gradient family.")
+    ] = "saliency,input_x_gradient,integrated_gradients",
+    reductions: Annotated[
+        str, typer.Option(help="10-band reductions: max_abs, mean_abs, l2, sum.")
+    ] = "max_abs,sum",
+    baseline: Annotated[str, typer.Option(help="zero, median or blur.")] = "zero",
+    top: Annotated[int | None, typer.Option(help="Explain only the N largest objects.")] = None,
+    margin: Annotated[int, typer.Option(help="Context around the target, pixels.")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Perturbations per forward pass.")] = 8,
+    shap_samples: Annotated[int, typer.Option(help="Budget of KernelSHAP / LIME.")] = 512,
+    n_segments: Annotated[int, typer.Option(help="Superpixels per window.")] = 64,
+    gradcam_layer: Annotated[str | None, typer.Option(help="Layer for Grad-CAM.")] = None,
+    scl: Annotated[Path | None, typer.Option(help="SCL file for the scene.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+) -> None:
+    """Explain why the model calls pixels solar: georeferenced attribution maps per target."""
+    from attribute.explain import ExplainConfig, explain_scene, parse_targets
+    from data_prep.sentinel2 import open_scene
+    from solarmap.model import load_checkpoint
+
+    cfg = ExplainConfig(
+        methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+        reductions=tuple(r.strip() for r in reductions.split(",") if r.strip()),
+        baseline=baseline,  # type: ignore[arg-type]
+        top=top,
+        margin_px=margin,
+        batch_size=batch_size,
+        shap_samples=shap_samples,
+        n_segments=n_segments,
+        gradcam_layer=gradcam_layer,
+    )
+    ckpt = load_checkpoint(checkpoint)
+    with open_scene(scene, scl=scl) as src:
+        targets = parse_targets(target, scene_crs=src.info.crs, top=top)
+        res = explain_scene(src, ckpt, targets, out, config=cfg, overwrite=overwrite)
+    typer.echo(f"explained {len(res.targets)} target(s) -> {res.out}")
+    for t in res.targets[:10]:
+        typer.echo(f"  {res.out / t['folder']}: {', '.join(t['maps'])}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning solarmap errors into one line and exit code 2."""
     try:

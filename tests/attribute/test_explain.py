@@ -1,0 +1,175 @@
+"""`explain`: georeferenced attribution outputs, targets in map coordinates, CLI errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+from shapely.geometry import box
+
+from attribute.explain import ExplainConfig, Target, explain_scene, parse_targets
+from data_prep.sentinel2 import open_scene
+from solarmap.bands import BANDS
+from solarmap.cli import main
+from solarmap.errors import InputError
+from solarmap.model import Checkpoint, ModelConfig
+from tests.attribute.conftest import LinearSegmenter
+from tests.conftest import CRS, ORIGIN, write_float_scene
+
+
+def _checkpoint(bands: tuple[str, ...] = BANDS) -> Checkpoint:
+    return Checkpoint(
+        model=LinearSegmenter(),
+        config=ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8)),
+        bands=bands,
+        mean=[0.0] * 10,
+        std=[1.0] * 10,
+        threshold=0.5,
+        chip_size=64,
+    )
+
+
+@pytest.fixture
+def bright_scene(tmp_path: Path) -> tuple[Path, tuple[float, float]]:
+    """A scene with a bright 2×2 feature at a known map coordinate inside the target box."""
+    path = write_float_scene(tmp_path / "s.tif", size=(120, 160), solar_box=(40, 50, 80, 110))
+    with rasterio.open(path, "r+") as dst:
+        data = dst.read()
+        data[:, 61:63, 90:92] *= 8  # rows 61-62, cols 90-91
+        dst.write(data)
+    x = ORIGIN[0] + 91 * 10.0  # the shared corner of the 2×2 feature
+    y = ORIGIN[1] - 62 * 10.0
+    return path, (x, y)
+
+
+def test_attribution_is_on_the_window_grid_and_finds_the_feature(bright_scene, tmp_path) -> None:
+    path, (fx, fy) = bright_scene
+    x0, y0 = ORIGIN
+    target = Target(1, "polygon", box(x0 + 500, y0 - 800, x0 + 1100, y0 - 400))
+    cfg = ExplainConfig(methods=("saliency", "input_x_gradient"), reductions=("max_abs",))
+    with open_scene(path) as scene:
+        res = explain_scene(scene, _checkpoint(), [target], tmp_path / "ex", config=cfg)
+        scene_tr = scene.info.transform
+    summary = json.loads((tmp_path / "ex" / "target_1" / "target.json").read_text())
+    col, row, w, h = summary["window"]
+    assert w % 8 == 0 and h % 8 == 0  # grown to the model's multiple
+    with rasterio.open(tmp_path / "ex" / "target_1" / "attribution.tif") as src:
+        assert src.crs.to_string() == CRS
+        assert src.transform == window_transform(Window(col, row, w, h), scene_tr)
+        assert src.descriptions == ("saliency:max_abs", "input_x_gradient:max_abs")
+        ixg = src.read(2)
+        r, c = np.unravel_index(np.nanargmax(ixg), ixg.shape)
+        mx, my = src.xy(r, c)
+    assert abs(mx - fx) <= 10 and abs(my - fy) <= 10  # the feature, where it is on the map
+    assert res.targets[0]["costs"]["saliency"] == {"forward": 1, "backward": 1}
+    table = (tmp_path / "ex" / "target_1" / "bands.csv").read_text()
+    assert "B8A" in table
+    assert (tmp_path / "ex" / "target_1" / "quicklook.png").read_bytes()[:4] == b"\x89PNG"
+    index = gpd.read_file(tmp_path / "ex" / "targets.gpkg")
+    assert list(index["id"]) == [1] and index.crs.to_string() == CRS
+
+
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")
+def test_targets_from_files_and_points(tmp_path: Path) -> None:
+    x0, y0 = ORIGIN
+    poly = gpd.GeoDataFrame(geometry=[box(x0, y0 - 100, x0 + 100, y0)], crs=CRS).to_crs(4326)
+    poly.to_file(tmp_path / "p.geojson")
+    (t,) = parse_targets(str(tmp_path / "p.geojson"), scene_crs=CRS)
+    assert t.kind == "polygon" and abs(t.geom.bounds[0] - x0) < 0.01
+    (p,) = parse_targets(f"{x0 + 5},{y0 - 5}", scene_crs=CRS)
+    assert p.kind == "pixel"
+    preds = gpd.GeoDataFrame(
+        {"id": [3, 4], "area_m2": [1e4, 5e4], "mean_prob": [0.9, 0.8], "max_prob": [1, 1]},
+        geometry=[box(x0, y0 - 100, x0 + 100, y0), box(x0, y0 - 300, x0 + 200, y0 - 50)],
+        crs=CRS,
+    )
+    preds.to_file(tmp_path / "pred.gpkg", layer="solar")
+    top = parse_targets(str(tmp_path / "pred.gpkg"), scene_crs=CRS, top=1)
+    assert [(t.id, t.kind) for t in top] == [(4, "object")]
+    gpd.GeoDataFrame(geometry=[box(0, 0, 1, 1)]).to_file(tmp_path / "nocrs.gpkg")
+    with pytest.raises(InputError, match="no CRS"):
+        parse_targets(str(tmp_path / "nocrs.gpkg"), scene_crs=CRS)
+
+
+def test_bad_options() -> None:
+    with pytest.raises(InputError, match="unknown method"):
+        ExplainConfig(methods=("saliency", "magic"))
+    with pytest.raises(InputError):
+        ExplainConfig(reductions=("median",))
+    with pytest.raises(InputError):
+        ExplainConfig(baseline="noise")  # type: ignore[arg-type]
+
+
+def _cli(scene: Path, ckpt: Path, target: str, out: Path, *extra: str) -> list[str]:
+    return [
+        "-q",
+        "explain",
+        "--scene",
+        str(scene),
+        "--checkpoint",
+        str(ckpt),
+        "--target",
+        target,
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def saved_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import dataclasses
+
+    import torch
+
+    from solarmap.model import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8))
+    meta = {
+        "bands": list(BANDS),
+        "normalisation": {"mean": [0.15] * 10, "std": [0.1] * 10},
+        "model": dataclasses.asdict(cfg),
+        "chip_size": 64,
+        "threshold": 0.5,
+    }
+    return save_checkpoint(tmp_path_factory.mktemp("ck"), build_model(cfg), meta)
+
+
+def test_cli_explain_point_and_errors(saved_checkpoint, tmp_path, capsys) -> None:
+    scene = write_float_scene(tmp_path / "s.tif")
+    x0, y0 = ORIGIN
+    inside = f"{x0 + 555},{y0 - 405}"
+    assert (
+        main(
+            _cli(
+                scene,
+                saved_checkpoint,
+                inside,
+                tmp_path / "ok",
+                "--methods",
+                "saliency,integrated_gradients",
+            )
+        )
+        == 0
+    )
+    capsys.readouterr()
+    with rasterio.open(tmp_path / "ok" / "target_0" / "attribution.tif") as src:
+        assert "integrated_gradients:max_abs" in src.descriptions
+    cases = {
+        "outside": (f"{x0 - 5000},{y0 + 5000}", (), "outside"),
+        "method": (inside, ("--methods", "saliency,telepathy"), "telepathy"),
+        "reduction": (inside, ("--reductions", "median"), "median"),
+    }
+    for name, (target, extra, word) in cases.items():
+        out = tmp_path / name
+        assert main(_cli(scene, saved_checkpoint, target, out, *extra)) == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and word in err[0] and "Traceback" not in err[0], err
+        assert not out.exists()
