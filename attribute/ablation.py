@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from captum.attr import FeatureAblation
 
-from attribute.base import Attribution, Cost, ScalarFn
+from attribute.base import Attribution, Cost, CountingFn, ScalarFn
 from solarmap.bands import BAND_GROUPS, BANDS
 from solarmap.errors import InputError
 
@@ -71,28 +71,6 @@ def baseline_tensor(baseline: Baseline, x: torch.Tensor) -> torch.Tensor:
     if not torch.isfinite(b).all():
         raise InputError("baseline holds NaN or infinite values; give finite normalised values")
     return b.expand_as(x).contiguous()
-
-
-class CountingFn:
-    """Wraps the explained function and counts forward passes over single inputs.
-
-    Calling it checks that ``f`` maps ``Tensor[N, 10, H, W]`` to ``Tensor[N]``.
-    """
-
-    def __init__(self, f: ScalarFn) -> None:
-        self.f = f
-        self.forward = 0
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        n = int(x.shape[0])
-        self.forward += n
-        out = self.f(x)
-        if out.ndim != 1 or out.shape[0] != n:
-            raise InputError(
-                f"explained function returned shape {tuple(out.shape)} for {n} inputs; "
-                "it must return one scalar per input, Tensor[N]"
-            )
-        return out
 
 
 def check_batch_size(batch_size: int) -> int:

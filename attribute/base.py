@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from solarmap.errors import InputError
+
 #: The explained function: normalised input ``Tensor[N, 10, H, W]`` → ``Tensor[N]``.
 ScalarFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -52,3 +54,42 @@ class Attribution:
     maps: dict[str, np.ndarray] = field(default_factory=dict)
     cost: Cost = field(default_factory=Cost)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class CountingFn:
+    """Wraps ``f`` and counts the model passes spent through it.
+
+    A forward call on ``Tensor[N, ...]`` counts ``N`` forward passes; a backward pass that
+    reaches the output counts ``N`` backward passes (a hook on the output tensor).
+
+    Raises:
+        InputError: (when called) if ``f`` does not return ``Tensor[N]``.
+    """
+
+    def __init__(self, f: ScalarFn) -> None:
+        self.f = f
+        self.cost = Cost()
+
+    def _count_backward(self, n: int) -> Callable[[torch.Tensor], None]:
+        def hook(_grad: torch.Tensor) -> None:
+            self.cost.backward += n
+
+        return hook
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        n = int(x.shape[0])
+        out = self.f(x)
+        self.cost.forward += n
+        if out.ndim != 1 or out.shape[0] != n:
+            raise InputError(
+                f"explained function returned shape {tuple(out.shape)} for {n} inputs; "
+                "it must return one scalar per input, Tensor[N]"
+            )
+        if out.requires_grad:
+            out.register_hook(self._count_backward(n))
+        return out
+
+    @property
+    def forward(self) -> int:
+        """Forward passes so far (over single inputs)."""
+        return self.cost.forward

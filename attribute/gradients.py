@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from captum.attr import InputXGradient, Saliency
 
-from attribute.base import Attribution, Cost, ScalarFn
+from attribute.base import Attribution, Cost, CountingFn, ScalarFn
 from attribute.reduce import ReductionName, check_reductions, named_maps
 from solarmap.errors import InputError
 
@@ -46,40 +46,6 @@ SMOOTHGRAD_NAMES: dict[str, str] = {
     "input_x_gradient": "smoothgrad_input_x_gradient",
     "integrated_gradients": "smoothgrad_integrated_gradients",
 }
-
-
-class CountingFn:
-    """Wraps ``f`` and counts the model passes spent through it.
-
-    A forward call on ``Tensor[N, ...]`` counts ``N`` forward passes; a backward pass that
-    reaches the output counts ``N`` backward passes (a hook on the output tensor).
-
-    Raises:
-        InputError: (when called) if ``f`` does not return ``Tensor[N]``.
-    """
-
-    def __init__(self, f: ScalarFn) -> None:
-        self.f = f
-        self.cost = Cost()
-
-    def _count_backward(self, n: int) -> Callable[[torch.Tensor], None]:
-        def hook(_grad: torch.Tensor) -> None:
-            self.cost.backward += n
-
-        return hook
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        n = int(x.shape[0])
-        out = self.f(x)
-        self.cost.forward += n
-        if out.ndim != 1 or out.shape[0] != n:
-            raise InputError(
-                f"explained function returned shape {tuple(out.shape)} for {n} inputs; "
-                "it must return one scalar per input, Tensor[N]"
-            )
-        if out.requires_grad:
-            out.register_hook(self._count_backward(n))
-        return out
 
 
 def check_input(x: torch.Tensor) -> torch.Tensor:

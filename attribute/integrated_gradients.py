@@ -35,8 +35,8 @@ from typing import Final, Literal
 import torch
 from captum.attr import IntegratedGradients
 
-from attribute.base import Attribution, Cost, ScalarFn
-from attribute.gradients import CountingFn, check_input
+from attribute.base import Attribution, Cost, CountingFn, ScalarFn
+from attribute.gradients import check_input
 from attribute.reduce import ReductionName, check_reductions, named_maps
 from solarmap.errors import InputError
 

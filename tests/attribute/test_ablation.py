@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from attribute.ablation import CountingFn, band_ablation, baseline_tensor, cost_band_ablation
+from attribute.ablation import band_ablation, baseline_tensor, cost_band_ablation
+from attribute.base import CountingFn
 from attribute.targets import RegionTarget
 from solarmap.bands import BAND_GROUPS, BANDS
 from solarmap.errors import InputError

@@ -8,9 +8,8 @@ import torch
 from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
 from torch import nn
 
-from attribute.base import Cost
+from attribute.base import Cost, CountingFn
 from attribute.gradients import (
-    CountingFn,
     band_noise_std,
     cost_input_x_gradient,
     cost_saliency,
