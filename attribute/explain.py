@@ -259,7 +259,10 @@ def _runner(
             seed=cfg.seed,
         )
     if name == "shapley_sampling":
-        return Cost(), lambda f, x: shapley.shapley_sampling(
+        k = int(segments().max()) + 1
+        return shapley.cost_shapley_sampling(
+            k, cfg.shapley_permutations
+        ), lambda f, x: shapley.shapley_sampling(
             f,
             x,
             segments(),
@@ -269,8 +272,9 @@ def _runner(
             seed=cfg.seed,
         )
     if name in ("l_shapley", "c_shapley"):
+        cost_fn = shapley.cost_l_shapley if name == "l_shapley" else shapley.cost_c_shapley
         fn = shapley.l_shapley if name == "l_shapley" else shapley.c_shapley
-        return Cost(), lambda f, x: fn(
+        return cost_fn(segments(), k=cfg.l_shapley_k), lambda f, x: fn(
             f, x, segments(), baseline=baseline, k=cfg.l_shapley_k, batch_size=bs
         )
     if name == "lime":
@@ -433,7 +437,7 @@ def _explain_one(
             "target %s: %s costs %s",
             t.id,
             name,
-            stated.describe() if stated.forward else "a budget-bound number of passes",
+            stated.describe(),
         )
         a = run(f, x)
         costs[name] = dataclasses.asdict(a.cost)

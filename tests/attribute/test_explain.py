@@ -173,3 +173,33 @@ def test_cli_explain_point_and_errors(saved_checkpoint, tmp_path, capsys) -> Non
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and word in err[0] and "Traceback" not in err[0], err
         assert not out.exists()
+
+
+def test_perturbation_and_superpixel_methods_write_tables_and_polygons(
+    bright_scene, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    path, _ = bright_scene
+    x0, y0 = ORIGIN
+    target = Target(7, "polygon", box(x0 + 500, y0 - 800, x0 + 1100, y0 - 400))
+    cfg = ExplainConfig(
+        methods=("band_ablation", "group_ablation", "occlusion", "l_shapley", "kernel_shap"),
+        n_segments=16,
+        shap_samples=64,
+    )
+    caplog.set_level(logging.INFO, logger="attribute.explain")
+    with open_scene(path) as scene:
+        res = explain_scene(scene, _checkpoint(), [target], tmp_path / "ex", config=cfg)
+    folder = tmp_path / "ex" / "target_7"
+    spent = res.targets[0]["costs"]
+    for name in cfg.methods:  # the cost stated before running is the cost spent
+        stated = f"{name} costs {spent[name]['forward']} forward + 0 backward passes"
+        assert stated in caplog.text, name
+    table = (folder / "bands.csv").read_text()
+    assert "group_ablation" in table and "swir" in table and "B12" in table
+    for name in ("l_shapley", "kernel_shap"):
+        polys = gpd.read_file(folder / f"superpixels_{name}.gpkg")
+        assert polys.crs.to_string() == CRS and polys["rank"].min() == 1
+    with rasterio.open(folder / "attribution.tif") as src:
+        assert {"occlusion", "l_shapley", "kernel_shap"} <= set(src.descriptions)
