@@ -122,27 +122,7 @@ def _cli(scene: Path, ckpt: Path, target: str, out: Path, *extra: str) -> list[s
     ]
 
 
-@pytest.fixture(scope="module")
-def saved_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import dataclasses
-
-    import torch
-
-    from solarmap.model import build_model, save_checkpoint
-
-    torch.manual_seed(0)
-    cfg = ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8))
-    meta = {
-        "bands": list(BANDS),
-        "normalisation": {"mean": [0.15] * 10, "std": [0.1] * 10},
-        "model": dataclasses.asdict(cfg),
-        "chip_size": 64,
-        "threshold": 0.5,
-    }
-    return save_checkpoint(tmp_path_factory.mktemp("ck"), build_model(cfg), meta)
-
-
-def test_cli_explain_point_and_errors(saved_checkpoint, tmp_path, capsys) -> None:
+def test_cli_explain_point_and_errors(tiny_checkpoint, tmp_path, capsys) -> None:
     scene = write_float_scene(tmp_path / "s.tif")
     x0, y0 = ORIGIN
     inside = f"{x0 + 555},{y0 - 405}"
@@ -150,7 +130,7 @@ def test_cli_explain_point_and_errors(saved_checkpoint, tmp_path, capsys) -> Non
         main(
             _cli(
                 scene,
-                saved_checkpoint,
+                tiny_checkpoint,
                 inside,
                 tmp_path / "ok",
                 "--methods",
@@ -169,7 +149,7 @@ def test_cli_explain_point_and_errors(saved_checkpoint, tmp_path, capsys) -> Non
     }
     for name, (target, extra, word) in cases.items():
         out = tmp_path / name
-        assert main(_cli(scene, saved_checkpoint, target, out, *extra)) == 2, name
+        assert main(_cli(scene, tiny_checkpoint, target, out, *extra)) == 2, name
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and word in err[0] and "Traceback" not in err[0], err
         assert not out.exists()

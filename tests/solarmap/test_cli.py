@@ -150,29 +150,6 @@ def test_demo_data_then_prepare_end_to_end(tmp_path: Path, capsys) -> None:
     assert code == 2 and "--overwrite" in err
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import dataclasses
-
-    import torch
-
-    from solarmap.bands import BANDS
-    from solarmap.model import ModelConfig, build_model, save_checkpoint
-
-    torch.manual_seed(0)
-    cfg = ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8))
-    folder = tmp_path_factory.mktemp("ckpt")
-    meta = {
-        "bands": list(BANDS),
-        "normalisation": {"mean": [0.15] * 10, "std": [0.1] * 10},
-        "model": dataclasses.asdict(cfg),
-        "chip_size": 64,
-        "threshold": 0.5,
-    }
-    save_checkpoint(folder, build_model(cfg), meta)
-    return folder
-
-
 def _predict(scene: Path, ckpt: Path, out: Path) -> list[str]:
     return [
         "-q",
