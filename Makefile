@@ -37,3 +37,6 @@ bench: setup
 	$(BIN)/python benchmarks/bench_prepare.py
 	$(BIN)/python benchmarks/bench_predict.py
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_realdata.py
+	# needs `make demo` first (trained checkpoint and predictions in demo-out/)
+	$(BIN)/python benchmarks/bench_ig.py
