@@ -297,7 +297,12 @@ def explain(
     reductions: Annotated[
         str, typer.Option(help="10-band reductions: max_abs, mean_abs, l2, sum.")
     ] = "max_abs,sum",
-    baseline: Annotated[str, typer.Option(help="zero, median or blur.")] = "zero",
+    baseline: Annotated[
+        str, typer.Option(help="Perturbation baseline: zero (reflectance), median or blur.")
+    ] = "zero",
+    ig_baseline: Annotated[
+        str, typer.Option(help="Integrated Gradients baseline: blur, zero or median.")
+    ] = "blur",
     top: Annotated[int | None, typer.Option(help="Explain only the N largest objects.")] = None,
     margin: Annotated[int, typer.Option(help="Context around the target, pixels.")] = 32,
     batch_size: Annotated[int, typer.Option(help="Perturbations per forward pass.")] = 8,
@@ -316,6 +321,7 @@ def explain(
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
         reductions=tuple(r.strip() for r in reductions.split(",") if r.strip()),
         baseline=baseline,  # type: ignore[arg-type]
+        ig_baseline=ig_baseline,  # type: ignore[arg-type]
         top=top,
         margin_px=margin,
         batch_size=batch_size,

@@ -183,3 +183,22 @@ def test_perturbation_and_superpixel_methods_write_tables_and_polygons(
         assert polys.crs.to_string() == CRS and polys["rank"].min() == 1
     with rasterio.open(folder / "attribution.tif") as src:
         assert {"occlusion", "l_shapley", "kernel_shap"} <= set(src.descriptions)
+
+
+def test_baselines_reach_the_methods(bright_scene, tmp_path: Path) -> None:
+    path, _ = bright_scene
+    x0, y0 = ORIGIN
+    target = Target(2, "polygon", box(x0 + 500, y0 - 800, x0 + 1100, y0 - 400))
+    with pytest.raises(InputError):
+        ExplainConfig(ig_baseline="noise")  # type: ignore[arg-type]
+    deltas = {}
+    for name in ("zero", "blur"):
+        cfg = ExplainConfig(methods=("integrated_gradients", "band_ablation"), baseline=name)
+        with open_scene(path) as scene:
+            res = explain_scene(scene, _checkpoint(), [target], tmp_path / name, config=cfg)
+        extra = res.targets[0]["extra"]
+        assert extra["integrated_gradients"]["baseline"] == "blur"  # IG's own default
+        assert extra["integrated_gradients"]["converged"]
+        rows = json.loads((tmp_path / name / "target_2" / "bands.json").read_text())
+        deltas[name] = [r["delta"] for r in rows if r["method"] == "band_ablation"]
+    assert not np.allclose(deltas["zero"], deltas["blur"])  # the perturbation baseline counts
