@@ -31,7 +31,7 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from attribute.base import Attribution, Cost
-from attribute.reduce import band_importance, check_reductions, named_maps, reduce_bands
+from attribute.reduce import band_importance, check_reductions, named_maps
 from attribute.targets import build_target, probability_to_logit, window_for_target
 from solarmap.bands import BANDS
 from solarmap.errors import InputError
@@ -534,5 +534,4 @@ __all__ = [
     "explain_scene",
     "parse_targets",
     "read_padded",
-    "reduce_bands",
 ]

@@ -19,12 +19,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader
 
 from solarmap.bands import BANDS
 from solarmap.errors import InputError, OutputExistsError
-from solarmap.geo import write_json
+from solarmap.geo import atomic_path, write_json
 from solarmap.model import ModelConfig, build_model, save_checkpoint
 from solarmap.progress import make_progress
 from train.dataset import ChipDataset, read_stats
@@ -120,10 +121,6 @@ def score(
 
 def _save_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer, info: dict) -> None:
     """Resumable state: weights, optimizer moments and RNG, as safetensors (no pickle)."""
-    from safetensors.torch import save_file
-
-    from solarmap.geo import atomic_path
-
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
     for i, st in opt.state_dict()["state"].items():
@@ -136,8 +133,6 @@ def _save_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer, info
 
 
 def _load_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dict:
-    from safetensors.torch import load_file
-
     tensors = load_file(str(folder / "state.safetensors"))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     sd = opt.state_dict()
@@ -207,8 +202,6 @@ def train(
         history = info["history"]
         sched.load_state_dict(info["scheduler"])
         if (state_dir / "best.safetensors").exists():
-            from safetensors.torch import load_file
-
             best_state = load_file(str(state_dir / "best.safetensors"))
         log.info(
             "resuming after epoch %d (best val IoU %.3f at epoch %d)",
@@ -243,15 +236,15 @@ def train(
             sched.step()
             hist, _ = score(model, val_ds, batch_size=cfg.batch_size * 2)
             t = hist.best_threshold(metric="iou")
-            val_iou = float(np.interp(t, hist.curve()["thresholds"], hist.curve()["iou"]))
+            curve = hist.curve()
+            val_iou = float(np.interp(t, curve["thresholds"], curve["iou"]))
             history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_iou": val_iou})
             if val_iou > best:
                 best, best_epoch = val_iou, epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                from safetensors.torch import save_file
-
                 state_dir.mkdir(parents=True, exist_ok=True)
-                save_file(best_state, str(state_dir / "best.safetensors"))
+                with atomic_path(state_dir / "best.safetensors") as tmp:
+                    save_file(best_state, str(tmp))
             _save_state(
                 state_dir,
                 model,
