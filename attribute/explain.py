@@ -223,7 +223,7 @@ def _runner(
     if name == "integrated_gradients":
         rule = integrated_gradients.check_ig_options(cfg.ig_rule, cfg.ig_steps)
         return integrated_gradients.cost_integrated_gradients(
-            steps=cfg.ig_steps, max_steps=cfg.ig_max_steps
+            steps=cfg.ig_steps, max_steps=cfg.ig_max_steps, rule=rule
         ), lambda f, x: integrated_gradients.integrated_gradients(
             f,
             x,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from torch import nn
 
 from attribute.base import Cost
 from attribute.integrated_gradients import (
+    CAPTUM_METHODS,
+    GROWTH,
     cost_integrated_gradients,
     ig_schedule,
     integrated_gradients,
@@ -50,7 +53,9 @@ def test_ig_of_a_linear_model_is_exact_and_passes_the_gate_first_time(
     x_base = baseline.contiguous()
     assert ex["f_baseline"] == pytest.approx(linear_model.region_value(x_base, region), rel=1e-5)
     assert ex["sum_attribution"] == pytest.approx(ex["f_x"] - ex["f_baseline"], rel=1e-4)
-    assert a.cost == cost_integrated_gradients(steps=4, max_steps=4) == Cost(6, 4)
+    # midpoint and Gauss-Legendre: 4 nodes + f(x), f(x′); the others: 5 nodes, ends included
+    want_cost = Cost(6, 4) if rule in ("midpoint", "gausslegendre") else Cost(5, 5)
+    assert a.cost == cost_integrated_gradients(steps=4, max_steps=4, rule=rule) == want_cost
 
 
 def test_captum_trapezoid_alone_falls_short_by_one_over_n(
@@ -134,20 +139,58 @@ def test_ig_options_are_checked_before_any_pass(window_input: torch.Tensor) -> N
 
 
 def test_schedule_and_predicted_cost() -> None:
-    assert ig_schedule(4, 256) == [4, 8, 16, 32, 64, 128, 256]
-    assert ig_schedule(4, 100) == [4, 8, 16, 32, 64]
+    assert ig_schedule(4, 256, "trapezoid") == [4, 8, 16, 32, 64, 128, 256]
+    assert ig_schedule(4, 100, "left") == [4, 8, 16, 32, 64]
+    assert ig_schedule(4, 256, "midpoint") == [4, 12, 36, 108]
     assert ig_schedule(4, 4) == [4]
-    assert cost_integrated_gradients(steps=4, max_steps=16) == Cost(4 + 8 + 16 + 2, 28)
+    # nested rules pay for the last step count only; Gauss-Legendre for every try
+    assert cost_integrated_gradients(steps=4, max_steps=36, rule="midpoint") == Cost(38, 36)
+    assert cost_integrated_gradients(steps=4, max_steps=16, rule="trapezoid") == Cost(17, 17)
+    assert cost_integrated_gradients(steps=4, max_steps=16, rule="gausslegendre") == Cost(30, 28)
+
+
+@pytest.mark.parametrize(("rule", "captum_steps", "scale"), [
+    ("midpoint", lambda n: n, lambda n: 1.0),
+    ("trapezoid", lambda n: n + 1, lambda n: (n + 1) / n),  # Captum's n + 1 points, rescaled
+    ("left", lambda n: n, lambda n: 1.0),
+    ("right", lambda n: n, lambda n: 1.0),
+])  # fmt: skip
+def test_nested_gate_equals_captum_at_the_steps_it_stops_at(
+    tiny_unet: nn.Module, region: np.ndarray, rule: str, captum_steps: Any, scale: Any
+) -> None:
+    """The refined sum (reusing the first try's nodes) is Captum's IG at the final steps."""
+    x = make_window(4)
+    f = RegionTarget(tiny_unet, region)
+    base = make_baseline(x, "blur")
+    first = 4
+    last = first * GROWTH[rule]
+    a = integrated_gradients(
+        f, x, baseline="blur", rule=rule, steps=first, max_steps=last, tolerance=1e-12,  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert [h["steps"] for h in a.extra["completeness_history"]] == [first, last]
+    captum = IntegratedGradients(f).attribute(
+        x, baselines=base, n_steps=captum_steps(last), method=CAPTUM_METHODS[rule]
+    )
+    want = captum[0].detach().numpy() * scale(last)
+    assert a.per_band is not None
+    np.testing.assert_allclose(a.per_band, want, rtol=1e-4, atol=1e-6 * np.abs(want).max())
+    # every node was evaluated once: passes are those of the final step count
+    assert a.cost == cost_integrated_gradients(steps=first, max_steps=last, rule=rule)
+    passes = [h["backward_passes"] for h in a.extra["completeness_history"]]
+    assert passes[-1] == a.cost.backward
+    assert passes[0] == (first if rule == "midpoint" else first + 1)
 
 
 # --- the gate on a real (tiny) U-Net --------------------------------------------------------
 
 
-def _check_history(extra: dict[str, object], *, first: int, tolerance: float) -> list[int]:
+def _check_history(
+    extra: dict[str, object], *, first: int, tolerance: float, growth: int
+) -> list[int]:
     history = extra["completeness_history"]
     assert isinstance(history, list)
     steps = [int(h["steps"]) for h in history]
-    assert steps == [first * 2**k for k in range(len(steps))]  # doubling
+    assert steps == [first * growth**k for k in range(len(steps))]
     errors = [float(h["error"]) for h in history]
     assert all(e > tolerance for e in errors[:-1])  # it stopped at the first pass
     assert extra["steps"] == steps[-1] and extra["completeness_error"] == errors[-1]
@@ -161,12 +204,12 @@ def test_gate_reaches_one_percent_on_a_unet_with_the_midpoint_rule(
     f = RegionTarget(tiny_unet, region)
     a = integrated_gradients(f, x, baseline="blur", rule="midpoint", max_steps=64)
     ex = a.extra
-    steps = _check_history(ex, first=4, tolerance=0.01)
+    steps = _check_history(ex, first=4, tolerance=0.01, growth=3)
     assert ex["converged"] is True and ex["completeness_error"] <= 0.01
     assert ex["sum_attribution"] == pytest.approx(ex["f_x"] - ex["f_baseline"], rel=0.01)
     with torch.no_grad():
         assert ex["f_x"] == pytest.approx(float(f(x)[0]), rel=1e-5)
-    assert a.cost == Cost(sum(steps) + 2, sum(steps))
+    assert a.cost == Cost(steps[-1] + 2, steps[-1])
     bound = cost_integrated_gradients(steps=4, max_steps=64)
     assert a.cost.forward <= bound.forward and a.cost.backward <= bound.backward
 
@@ -179,9 +222,9 @@ def test_gate_reports_not_converged_honestly(
     with caplog.at_level(logging.WARNING, logger="attribute.integrated_gradients"):
         a = integrated_gradients(f, make_window(4), rule="left", max_steps=16, tolerance=1e-3)
     ex = a.extra
-    assert _check_history(ex, first=4, tolerance=1e-3) == [4, 8, 16]
+    assert _check_history(ex, first=4, tolerance=1e-3, growth=2) == [4, 8, 16]
     assert ex["converged"] is False and ex["completeness_error"] > 1e-3
     assert "did not converge" in caplog.text
     errors = [h["error"] for h in ex["completeness_history"]]
     assert errors[-1] < errors[0]  # more steps still help
-    assert a.cost == cost_integrated_gradients(steps=4, max_steps=16) == Cost(30, 28)
+    assert a.cost == cost_integrated_gradients(steps=4, max_steps=16, rule="left") == Cost(17, 17)
