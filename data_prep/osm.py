@@ -33,7 +33,7 @@ from shapely.geometry import MultiPolygon, Polygon, box
 from shapely.geometry.base import BaseGeometry
 
 from solarmap.errors import InputError, InputFileError, LabelError
-from solarmap.geo import read_vector
+from solarmap.geo import check_vector_crs, read_vector
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +164,7 @@ def labels_from_file(path: str | Path) -> gpd.GeoDataFrame:
     """
     p = Path(path)
     gdf = read_vector(p, what="label file")
-    if gdf.crs is None:
-        raise LabelError(f"{p}: label file has no CRS; save it with one (e.g. EPSG:4326)")
+    check_vector_crs(gdf, p, error=LabelError)
     if len(gdf) == 0:
         raise LabelError(f"{p}: label file has no features; give a file with solar polygons")
     log.info("read %d label features from %s, bounds %s", len(gdf), p, _bounds_text(gdf))

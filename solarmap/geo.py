@@ -84,6 +84,26 @@ def read_vector(path: PathLike, *, what: str = "vector file", **kwargs: Any) -> 
         ) from err
 
 
+def check_vector_crs(gdf: Any, path: PathLike, *, error: type[InputError] = InputError) -> None:
+    """Refuse a vector file whose coordinates cannot be placed on a map.
+
+    Raises ``error`` when the file has no CRS, or claims a geographic CRS while its coordinates
+    lie outside longitude/latitude ranges: a GeoJSON without a ``crs`` member is WGS 84 by
+    definition, so projected coordinates written to one without it arrive mislabelled.
+    """
+    p = Path(path)
+    if gdf.crs is None:
+        raise error(f"{p}: the file has no CRS; save it with one (e.g. GeoJSON in EPSG:4326)")
+    if gdf.crs.is_geographic and len(gdf) and gdf.geometry.notna().any():
+        x0, y0, x1, y1 = (float(v) for v in gdf.total_bounds)
+        if min(x0, y0) < -180.0 or x1 > 180.0 or y1 > 90.0 or y0 < -90.0:
+            raise error(
+                f"{p}: coordinates reach ({x1:.6g}, {y1:.6g}), which are not longitude/latitude,"
+                f" but the file's CRS is {gdf.crs.to_string()} (a GeoJSON without a 'crs' member"
+                " is WGS 84); save it with its real CRS, e.g. as GeoPackage"
+            )
+
+
 def write_vector(gdf: Any, path: PathLike, *, layer: str | None = None) -> Path:
     """Write a GeoDataFrame as a GeoPackage (or by extension), atomically."""
     p = Path(path)

@@ -225,6 +225,16 @@ def test_clean_labels_needs_a_crs(scene: make_osm.OsmBuilder) -> None:
         clean_labels(raw)
 
 
+def test_geojson_with_projected_coordinates_and_no_crs_member_is_refused(tmp_path: Path) -> None:
+    """GeoJSON is WGS 84 by definition: UTM metres written without a crs arrive mislabelled."""
+    from shapely.geometry import box
+
+    path = tmp_path / "utm.geojson"
+    gpd.GeoDataFrame(geometry=[box(700_000, 5_300_000, 700_100, 5_300_100)]).to_file(path)
+    with pytest.raises(LabelError, match=r"utm\.geojson: coordinates .* not longitude/latitude"):
+        read_labels(path)
+
+
 # --------------------------------------------------------------------------- label files
 
 
