@@ -32,10 +32,15 @@ from rasterio.windows import transform as window_transform
 
 from attribute.base import Attribution, Cost
 from attribute.reduce import band_importance, check_reductions, named_maps
-from attribute.targets import build_target, probability_to_logit, window_for_target
+from attribute.targets import (
+    RegionTarget,
+    build_target,
+    probability_to_logit,
+    window_for_target,
+)
 from solarmap.bands import BANDS
 from solarmap.errors import InputError
-from solarmap.geo import output_dir, read_vector, write_json, write_vector
+from solarmap.geo import check_vector_crs, output_dir, read_vector, write_json, write_vector
 from solarmap.model import Checkpoint
 from solarmap.progress import track
 
@@ -74,14 +79,13 @@ class ExplainConfig:
     reductions: tuple[str, ...] = ("max_abs", "sum")
     margin_px: int = 32
     baseline: BaselineName = "zero"
-    #: IG's own baseline: "blur" reached 1 % completeness in a median of 8 midpoint steps
-    #: (12 passes with the gate) on the trained demo U-Net, against 128 for zero reflectance
-    #: (benchmarks/bench_ig.py).
+    #: IG's own baseline: with "blur" the gate reached 1 % completeness in a median of 12 passes
+    #: on the trained demo U-Net, against 108 for zero reflectance (benchmarks/bench_ig.py).
     ig_baseline: BaselineName = "blur"
     reduction: Literal["sum", "mean"] = "sum"
     batch_size: int = 8
     ig_steps: int = 4
-    ig_max_steps: int = 256
+    ig_max_steps: int = 324  # midpoint: 4, 12, 36, 108, 324 steps
     ig_rule: str = "midpoint"
     tolerance: float = 0.01
     smoothgrad_samples: int = 50
@@ -111,6 +115,34 @@ class ExplainConfig:
             raise InputError("batch size must be >= 1 and margin >= 0")
         if self.top is not None and self.top < 1:
             raise InputError(f"--top must be >= 1, got {self.top}")
+        self._check_budgets()
+
+    def _check_budgets(self) -> None:
+        """Refuse budgets too small for the chosen methods, before anything runs."""
+        chosen = set(self.methods)
+        if chosen & SUPERPIXEL_METHODS and self.n_segments < 2:
+            raise InputError(f"superpixel methods need --n-segments >= 2, got {self.n_segments}")
+        if {"kernel_shap", "lime"} & chosen and self.shap_samples < self.n_segments + 2:
+            raise InputError(
+                f"--shap-samples {self.shap_samples} is too small for {self.n_segments} "
+                f"superpixels: KernelSHAP and LIME need at least n_segments + 2 evaluations"
+            )
+        budgets = {
+            "smoothgrad": ("smoothgrad_samples", self.smoothgrad_samples, 1),
+            "shapley_sampling": ("shapley_permutations", self.shapley_permutations, 1),
+            "occlusion": ("occlusion_window", self.occlusion_window, 1),
+            "integrated_gradients": ("ig_steps", self.ig_steps, 2),
+        }
+        for method, (name, value, least) in budgets.items():
+            if method in chosen and value < least:
+                raise InputError(f"{method} needs {name} >= {least}, got {value}")
+        if "integrated_gradients" in chosen and (
+            self.ig_max_steps < self.ig_steps or self.tolerance <= 0
+        ):
+            raise InputError(
+                f"integrated gradients needs ig_max_steps >= ig_steps and tolerance > 0; got "
+                f"{self.ig_max_steps}, {self.ig_steps} and {self.tolerance}"
+            )
 
 
 @dataclass
@@ -151,11 +183,7 @@ def parse_targets(spec: str, *, scene_crs: Any, top: int | None = None) -> list[
         return [Target(0, "pixel", Point(float(m.group(1)), float(m.group(2))), spec.strip())]
     path = Path(spec)
     gdf = read_vector(path, what="target file")
-    if gdf.crs is None:
-        raise InputError(
-            f"{path}: polygons have no CRS; write the file with its CRS (e.g. GeoJSON in "
-            "EPSG:4326) so they can be placed on the scene"
-        )
+    check_vector_crs(gdf, path)
     if gdf.empty:
         raise InputError(f"{path}: no feature to explain")
     gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty].to_crs(scene_crs)
@@ -298,6 +326,68 @@ def _runner(
     raise InputError(f"unknown method {name!r}")  # guarded by ExplainConfig
 
 
+@dataclass
+class TargetWindow:
+    """A target's window read from the scene, with its explained function.
+
+    Attributes:
+        window: the window in scene pixels (may stick out of the scene).
+        transform: the window's affine transform.
+        reflectance: ``float32[10, H, W]`` (NaN outside the scene).
+        valid: ``bool[H, W]`` valid pixels.
+        x: ``Tensor[1, 10, H, W]`` normalised model input.
+        f: the explained function (sum or mean of logits over the target region).
+    """
+
+    window: Window
+    transform: Any
+    reflectance: np.ndarray
+    valid: np.ndarray
+    x: torch.Tensor
+    f: RegionTarget
+
+
+def read_target(
+    scene: Any,
+    checkpoint: Checkpoint,
+    kind: TargetKind,
+    geom: Any,
+    *,
+    window: Window | None = None,
+    margin_px: int = 32,
+    reduction: Literal["sum", "mean"] = "sum",
+) -> TargetWindow:
+    """Read a target's window (``window``, or the target plus ``margin_px`` of context) and
+    build its explained function on the checkpoint's model (in eval mode).
+
+    Raises:
+        InputError: for a target outside the scene or an empty region.
+    """
+    info = scene.info
+    if window is None:
+        window = window_for_target(
+            geom,
+            scene_transform=info.transform,
+            scene_shape=(info.height, info.width),
+            margin_px=margin_px,
+            multiple=checkpoint.config.multiple,
+        )
+    refl, valid = read_padded(scene, window)
+    x = checkpoint.normalise(torch.from_numpy(refl)[None])
+    tr = window_transform(window, info.transform)
+    f = build_target(
+        kind,
+        geom,
+        model=checkpoint.model.eval(),
+        x=x,
+        transform=tr,
+        threshold_logit=probability_to_logit(checkpoint.threshold),
+        reduction=reduction,
+        valid=valid,
+    )
+    return TargetWindow(window, tr, refl, valid, x, f)
+
+
 def explain_scene(
     scene: Any,
     checkpoint: Checkpoint,
@@ -330,7 +420,6 @@ def explain_scene(
     mean = torch.tensor(checkpoint.mean)
     std = torch.tensor(checkpoint.std)
     zero = -mean / std  # zero reflectance in normalised units
-    thr_logit = probability_to_logit(checkpoint.threshold)
     # Windows first: a target outside the scene fails before anything is written.
     windows = [
         window_for_target(
@@ -346,9 +435,7 @@ def explain_scene(
     rows = []
     with output_dir(out, overwrite=overwrite) as tmp:
         for t, win in track(list(zip(targets, windows, strict=True)), "explaining"):
-            summary = _explain_one(
-                t, win, scene, checkpoint, model, tmp, cfg, zero=zero, thr_logit=thr_logit
-            )
+            summary = _explain_one(t, win, scene, checkpoint, model, tmp, cfg, zero=zero)
             result.targets.append(summary)
             rows.append(
                 {
@@ -387,24 +474,12 @@ def _explain_one(
     cfg: ExplainConfig,
     *,
     zero: torch.Tensor,
-    thr_logit: float,
 ) -> dict[str, Any]:
     from attribute.georef import quicklook_png, write_attribution_cog, write_band_table
 
     info = scene.info
-    refl, valid = read_padded(scene, win)
-    x = checkpoint.normalise(torch.from_numpy(refl)[None])
-    tr = window_transform(win, info.transform)
-    f = build_target(
-        t.kind,
-        t.geom,
-        model=model,
-        x=x,
-        transform=tr,
-        threshold_logit=thr_logit,
-        reduction=cfg.reduction,
-        valid=valid,
-    )
+    tw = read_target(scene, checkpoint, t.kind, t.geom, window=win, reduction=cfg.reduction)
+    refl, x, tr, f = tw.reflectance, tw.x, tw.transform, tw.f
     region = f.region_numpy()
     rows, cols = np.nonzero(region)
     bbox = (int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)

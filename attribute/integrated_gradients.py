@@ -264,7 +264,7 @@ class _NestedRule:
 
 
 def cost_integrated_gradients(
-    *, steps: int = 4, max_steps: int = 256, rule: str = "midpoint"
+    *, steps: int = 4, max_steps: int = 324, rule: str = "midpoint"
 ) -> Cost:
     """The most :func:`integrated_gradients` can spend.
 
@@ -291,7 +291,7 @@ def integrated_gradients(
     baseline: BaselineName | torch.Tensor = "zero",
     rule: Rule = "midpoint",
     steps: int = 4,
-    max_steps: int = 256,
+    max_steps: int = 324,
     tolerance: float = 0.01,
     batch_size: int = 16,
     reductions: Sequence[ReductionName] = ("max_abs",),
@@ -377,14 +377,21 @@ def integrated_gradients(
     converged = err <= tolerance
     used = history[-1]["steps"]
     if not converged:
+        hints = ["raise max_steps"]
+        if rule != "midpoint":
+            hints.append("try the midpoint rule")
+        if not isinstance(baseline, torch.Tensor) and baseline != "blur":
+            hints.append("try the blur baseline")
+        hint = " or ".join(hints)
         log.warning(
             "integrated gradients did not converge: completeness error %.3g > %.3g after %d "
-            "%s steps (max_steps %d); raise max_steps or try the midpoint rule",
+            "%s steps (max_steps %d); %s",
             err,
             tolerance,
             used,
             rule,
             max_steps,
+            hint,
         )
     per_band = attr[0].to(device="cpu", dtype=torch.float32).numpy()
     return Attribution(

@@ -142,17 +142,42 @@ def test_cli_explain_point_and_errors(tiny_checkpoint, tmp_path, capsys) -> None
     capsys.readouterr()
     with rasterio.open(tmp_path / "ok" / "target_0" / "attribution.tif") as src:
         assert "integrated_gradients:max_abs" in src.descriptions
+    nocrs = tmp_path / "nocrs.geojson"
+    gpd.GeoDataFrame(geometry=[box(x0, y0 - 100, x0 + 100, y0)]).to_file(nocrs)
     cases = {
-        "outside": (f"{x0 - 5000},{y0 + 5000}", (), "outside"),
-        "method": (inside, ("--methods", "saliency,telepathy"), "telepathy"),
-        "reduction": (inside, ("--reductions", "median"), "median"),
-    }
-    for name, (target, extra, word) in cases.items():
+        "outside": (f"{x0 - 5000},{y0 + 5000}", (), "outside", tiny_checkpoint),
+        "method": (inside, ("--methods", "saliency,telepathy"), "telepathy", tiny_checkpoint),
+        "reduction": (inside, ("--reductions", "median"), "median", tiny_checkpoint),
+        "no_crs": (str(nocrs), (), "CRS", tiny_checkpoint),
+        "budget": (
+            inside, ("--methods", "saliency,kernel_shap", "--shap-samples", "3"), "shap",
+            tiny_checkpoint,
+        ),
+        "superpixels": (
+            inside, ("--methods", "kernel_shap", "--n-segments", "1"), "segment", tiny_checkpoint
+        ),
+        "batch": (inside, ("--batch-size", "0"), "batch", tiny_checkpoint),
+        "bands": (inside, (), "differ", _reordered(tiny_checkpoint, tmp_path / "reordered")),
+    }  # fmt: skip
+    for name, (target, extra, word, ckpt) in cases.items():
         out = tmp_path / name
-        assert main(_cli(scene, tiny_checkpoint, target, out, *extra)) == 2, name
+        assert main(_cli(scene, ckpt, target, out, *extra)) == 2, name
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and word in err[0] and "Traceback" not in err[0], err
+        assert len(err) == 1 and word in err[0] and "Traceback" not in err[0], (name, err)
         assert not out.exists()
+
+
+def _reordered(src: Path, dst: Path) -> Path:
+    """A copy of a checkpoint whose bands are listed in another order."""
+    import torch
+
+    from solarmap.model import load_checkpoint, save_checkpoint
+
+    meta = json.loads((src / "checkpoint.json").read_text())
+    meta["bands"] = [*meta["bands"][1:], meta["bands"][0]]
+    with torch.no_grad():
+        save_checkpoint(dst, load_checkpoint(src).model, meta)
+    return dst
 
 
 def test_perturbation_and_superpixel_methods_write_tables_and_polygons(
