@@ -138,3 +138,30 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "threshold": 0.5,
     }
     return save_checkpoint(tmp_path_factory.mktemp("ckpt"), build_model(cfg), meta)
+
+
+@pytest.fixture(scope="session")
+def trained_unet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """The default U-Net trained for about 40 s on a 512 px synthetic region.
+
+    Returns ``(checkpoint_dir, scene_tif, truth_gpkg)`` of that region: small, but the real
+    architecture with weights shaped by training, not random ones.
+    """
+    from data_prep.prepare import PrepareConfig, prepare
+    from data_prep.synthetic import RegionConfig, generate_region
+    from train.fit import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("trained")
+    region = generate_region(root / "region", RegionConfig(seed=5, size=512, n_farms=6))
+    prepare(
+        [region.scene],
+        region.osm,
+        root / "prepared",
+        config=PrepareConfig(chip_size=128, stride=64, block_size=128, seed=0),
+    )
+    train(
+        root / "prepared",
+        root / "checkpoint",
+        config=TrainConfig(epochs=12, max_minutes=0.7, patience=12, seed=0),
+    )
+    return root / "checkpoint", region.scene, region.truth
