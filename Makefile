@@ -38,5 +38,8 @@ bench: setup
 	$(BIN)/python benchmarks/bench_predict.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_realdata.py
-	# needs `make demo` first (trained checkpoint and predictions in demo-out/)
+	# the attribution benchmarks need `make demo` first (checkpoint and predictions in demo-out/)
 	$(BIN)/python benchmarks/bench_ig.py
+	$(BIN)/python benchmarks/bench_methods.py
+	$(BIN)/python benchmarks/bench_occlusion.py
+	$(BIN)/python benchmarks/bench_shap.py --rank 11
