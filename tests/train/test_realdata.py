@@ -1,4 +1,5 @@
-"""The model stage on the real Austrian chips, through the CLI (skips without shared/)."""
+"""The model and attribution stages on the real Austrian chips, through the CLI (skips without
+shared/)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import geopandas as gpd
 import pytest
 import rasterio
 
+from solarmap.bands import BANDS
 from solarmap.cli import main
 from tests.conftest import AUSTRIA, needs_realdata
 
@@ -76,3 +78,30 @@ def test_prepare_train_predict_evaluate_on_real_chips(tmp_path: Path) -> None:
         assert p.crs == s.crs and p.transform == s.transform and p.shape == s.shape
     m = json.loads((tmp_path / "pred" / "metrics.json").read_text())
     assert m["pixel"]["tp"] + m["pixel"]["fn"] > 0  # the held-out site has solar pixels
+
+    # The attribution stage on the same real chip: explain the farm at one of its solar pixels.
+    import numpy as np
+
+    with rasterio.open(mask) as src:
+        rows, cols = np.nonzero(src.read(1) == 1)
+        x, y = src.xy(int(rows[len(rows) // 2]), int(cols[len(cols) // 2]))
+    out = tmp_path / "explain"
+    argv = ["-q", "explain", "--scene", str(scene), "--checkpoint", str(tmp_path / "c"),
+            "--target", f"{x},{y}", "--out", str(out),
+            "--methods", "saliency,integrated_gradients,occlusion,band_ablation,kernel_shap",
+            "--n-segments", "16", "--shap-samples", "64"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads((out / "explain.json").read_text())
+    (target,) = summary["targets"]
+    ig = target["extra"]["integrated_gradients"]
+    assert ig["converged"] and ig["completeness_error"] <= 0.01
+    with rasterio.open(out / target["folder"] / "attribution.tif") as a, rasterio.open(scene) as s:
+        assert a.crs == s.crs
+        assert a.transform.a == s.transform.a and a.transform.e == s.transform.e
+        col, row = ~a.transform * (x, y)
+        assert 0 <= col < a.width and 0 <= row < a.height  # the pixel lies in the window
+        assert "occlusion" in a.descriptions and "kernel_shap" in a.descriptions
+        sal = a.read(a.descriptions.index("saliency:max_abs") + 1)
+        assert np.isfinite(sal).all() and sal.max() > 0
+    bands = json.loads((out / target["folder"] / "bands.json").read_text())
+    assert {r["band"] for r in bands if r["method"] == "band_ablation"} == set(BANDS)
