@@ -122,6 +122,7 @@ def _cli(scene: Path, ckpt: Path, target: str, out: Path, *extra: str) -> list[s
     ]
 
 
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")  # written so on purpose
 def test_cli_explain_point_and_errors(tiny_checkpoint, tmp_path, capsys) -> None:
     scene = write_float_scene(tmp_path / "s.tif")
     x0, y0 = ORIGIN

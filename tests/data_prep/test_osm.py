@@ -225,6 +225,7 @@ def test_clean_labels_needs_a_crs(scene: make_osm.OsmBuilder) -> None:
         clean_labels(raw)
 
 
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")  # written so on purpose
 def test_geojson_with_projected_coordinates_and_no_crs_member_is_refused(tmp_path: Path) -> None:
     """GeoJSON is WGS 84 by definition: UTM metres written without a crs arrive mislabelled."""
     from shapely.geometry import box
