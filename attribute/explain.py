@@ -80,7 +80,8 @@ class ExplainConfig:
     margin_px: int = 32
     baseline: BaselineName = "zero"
     #: IG's own baseline: with "blur" the gate reached 1 % completeness in a median of 12 passes
-    #: on the trained demo U-Net, against 108 for zero reflectance (benchmarks/bench_ig.py).
+    #: over 6 objects of the trained demo U-Net, against 216 for zero reflectance and 108 for
+    #: the median (benchmarks/bench_ig.py).
     ig_baseline: BaselineName = "blur"
     reduction: Literal["sum", "mean"] = "sum"
     batch_size: int = 8
