@@ -200,6 +200,9 @@ def main() -> None:
 
     # superpixels ----------------------------------------------------------------------------
     n = cfg.shap_samples
+    # Warm-up: the first masked batches run slower (allocator, kernel caches), which would
+    # otherwise be charged to whichever side runs first.
+    shapley.kernel_shap(f, x, segments, baseline=zero, n_samples=k + 2, batch_size=bs)
     a, t = timed(
         lambda: shapley.kernel_shap(f, x, segments, baseline=zero, n_samples=n, batch_size=bs)
     )
