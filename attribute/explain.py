@@ -94,7 +94,9 @@ class ExplainConfig:
     occlusion_window: int = 8
     n_segments: int = 64
     shap_samples: int = 512
-    shapley_permutations: int = 16
+    #: antithetic pairs: 8 × 2 × 64 superpixels ≈ 1,000 evaluations, where the ranking of the
+    #: superpixels that matter settled (Spearman >= 0.95) in benchmarks/bench_shap.py
+    shapley_permutations: int = 8
     l_shapley_k: int = 1
     gradcam_layer: str | None = None
     top: int | None = None
