@@ -33,7 +33,7 @@ from shapely.geometry import MultiPolygon, Polygon, box
 from shapely.geometry.base import BaseGeometry
 
 from solarmap.errors import InputError, InputFileError, LabelError
-from solarmap.geo import check_vector_crs, read_vector
+from solarmap.geo import check_vector_crs, is_lonlat_bounds, read_vector
 
 log = logging.getLogger(__name__)
 
@@ -421,8 +421,7 @@ def _check_lonlat_polygon(polygon: BaseGeometry) -> None:
         )
     if not polygon.is_valid:
         raise InputError("query polygon is invalid; repair it first (shapely.make_valid)")
-    west, south, east, north = polygon.bounds
-    if west < -180 or east > 180 or south < -90 or north > 90:
+    if not is_lonlat_bounds(polygon.bounds):
         raise InputError(
             f"query area bounds {_fmt_bounds(polygon.bounds)} are not lon/lat degrees; "
             "reproject it to EPSG:4326"

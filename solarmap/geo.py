@@ -84,6 +84,13 @@ def read_vector(path: PathLike, *, what: str = "vector file", **kwargs: Any) -> 
         ) from err
 
 
+def is_lonlat_bounds(bounds: Sequence[float]) -> bool:
+    """Whether ``(west, south, east, north)`` lie within longitude/latitude ranges (NaN bounds,
+    e.g. of empty geometries, are not counted against them)."""
+    west, south, east, north = (float(v) for v in bounds)
+    return not (west < -180.0 or east > 180.0 or south < -90.0 or north > 90.0)
+
+
 def check_vector_crs(gdf: Any, path: PathLike, *, error: type[InputError] = InputError) -> None:
     """Refuse a vector file whose coordinates cannot be placed on a map.
 
@@ -94,14 +101,13 @@ def check_vector_crs(gdf: Any, path: PathLike, *, error: type[InputError] = Inpu
     p = Path(path)
     if gdf.crs is None:
         raise error(f"{p}: the file has no CRS; save it with one (e.g. GeoJSON in EPSG:4326)")
-    if gdf.crs.is_geographic and len(gdf) and gdf.geometry.notna().any():
-        x0, y0, x1, y1 = (float(v) for v in gdf.total_bounds)
-        if min(x0, y0) < -180.0 or x1 > 180.0 or y1 > 90.0 or y0 < -90.0:
-            raise error(
-                f"{p}: coordinates reach ({x1:.6g}, {y1:.6g}), which are not longitude/latitude,"
-                f" but the file's CRS is {gdf.crs.to_string()} (a GeoJSON without a 'crs' member"
-                " is WGS 84); save it with its real CRS, e.g. as GeoPackage"
-            )
+    if gdf.crs.is_geographic and len(gdf) and not is_lonlat_bounds(gdf.total_bounds):
+        _, _, x1, y1 = gdf.total_bounds
+        raise error(
+            f"{p}: coordinates reach ({x1:.6g}, {y1:.6g}), which are not longitude/latitude,"
+            f" but the file's CRS is {gdf.crs.to_string()} (a GeoJSON without a 'crs' member"
+            " is WGS 84); save it with its real CRS, e.g. as GeoPackage"
+        )
 
 
 def write_vector(gdf: Any, path: PathLike, *, layer: str | None = None) -> Path:
