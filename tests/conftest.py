@@ -119,6 +119,21 @@ def scene_factory(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
+def reordered_checkpoint(src: Path, dst: Path) -> Path:
+    """A copy of the checkpoint ``src`` at ``dst`` whose bands are listed in another order."""
+    import json
+
+    import torch
+
+    from solarmap.model import load_checkpoint, save_checkpoint
+
+    meta = json.loads((src / "checkpoint.json").read_text())
+    meta["bands"] = [*meta["bands"][1:], meta["bands"][0]]
+    with torch.no_grad():
+        save_checkpoint(dst, load_checkpoint(src).model, meta)
+    return dst
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved checkpoint of a small random U-Net (encoder depth 3), threshold 0.5."""

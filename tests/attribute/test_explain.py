@@ -20,7 +20,7 @@ from solarmap.cli import main
 from solarmap.errors import InputError
 from solarmap.model import Checkpoint, ModelConfig
 from tests.attribute.conftest import LinearSegmenter
-from tests.conftest import CRS, ORIGIN, write_float_scene
+from tests.conftest import CRS, ORIGIN, reordered_checkpoint, write_float_scene
 
 
 def _checkpoint(bands: tuple[str, ...] = BANDS) -> Checkpoint:
@@ -158,7 +158,9 @@ def test_cli_explain_point_and_errors(tiny_checkpoint, tmp_path, capsys) -> None
             inside, ("--methods", "kernel_shap", "--n-segments", "1"), "segment", tiny_checkpoint
         ),
         "batch": (inside, ("--batch-size", "0"), "batch", tiny_checkpoint),
-        "bands": (inside, (), "differ", _reordered(tiny_checkpoint, tmp_path / "reordered")),
+        "bands": (
+            inside, (), "differ", reordered_checkpoint(tiny_checkpoint, tmp_path / "reordered")
+        ),
     }  # fmt: skip
     for name, (target, extra, word, ckpt) in cases.items():
         out = tmp_path / name
@@ -166,19 +168,6 @@ def test_cli_explain_point_and_errors(tiny_checkpoint, tmp_path, capsys) -> None
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and word in err[0] and "Traceback" not in err[0], (name, err)
         assert not out.exists()
-
-
-def _reordered(src: Path, dst: Path) -> Path:
-    """A copy of a checkpoint whose bands are listed in another order."""
-    import torch
-
-    from solarmap.model import load_checkpoint, save_checkpoint
-
-    meta = json.loads((src / "checkpoint.json").read_text())
-    meta["bands"] = [*meta["bands"][1:], meta["bands"][0]]
-    with torch.no_grad():
-        save_checkpoint(dst, load_checkpoint(src).model, meta)
-    return dst
 
 
 def test_perturbation_and_superpixel_methods_write_tables_and_polygons(

@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from solarmap.cli import main
-from tests.conftest import box_polygon_4326, write_float_scene, write_labels
+from tests.conftest import (
+    box_polygon_4326,
+    reordered_checkpoint,
+    write_float_scene,
+    write_labels,
+)
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -191,21 +196,6 @@ def test_predict_pads_a_scene_smaller_than_one_window(tiny_checkpoint, tmp_path,
     assert code == 0, err
 
 
-def _reordered_checkpoint(src: Path, dst: Path) -> Path:
-    import json
-
-    import torch
-
-    from solarmap.model import load_checkpoint, save_checkpoint
-
-    ckpt = load_checkpoint(src)
-    meta = json.loads((src / "checkpoint.json").read_text())
-    meta["bands"] = [*meta["bands"][1:], meta["bands"][0]]
-    with torch.no_grad():
-        save_checkpoint(dst, ckpt.model, meta)
-    return dst
-
-
 def _truncated_checkpoint(src: Path, dst: Path) -> Path:
     dst.mkdir()
     data = (src / "model.safetensors").read_bytes()
@@ -224,7 +214,7 @@ def _pickled_checkpoint(src: Path, dst: Path) -> Path:
 @pytest.mark.parametrize(
     ("make", "words"),
     [
-        (_reordered_checkpoint, ["bands", "differ"]),
+        (reordered_checkpoint, ["bands", "differ"]),
         (_truncated_checkpoint, ["model.safetensors"]),
         (_pickled_checkpoint, ["never unpickles"]),
     ],
