@@ -134,17 +134,19 @@ class ExplainConfig:
             "smoothgrad": ("smoothgrad_samples", self.smoothgrad_samples, 1),
             "shapley_sampling": ("shapley_permutations", self.shapley_permutations, 1),
             "occlusion": ("occlusion_window", self.occlusion_window, 1),
-            "integrated_gradients": ("ig_steps", self.ig_steps, 2),
         }
         for method, (name, value, least) in budgets.items():
             if method in chosen and value < least:
                 raise InputError(f"{method} needs {name} >= {least}, got {value}")
-        if "integrated_gradients" in chosen and (
-            self.ig_max_steps < self.ig_steps or self.tolerance <= 0
-        ):
-            raise InputError(
-                f"integrated gradients needs ig_max_steps >= ig_steps and tolerance > 0; got "
-                f"{self.ig_max_steps}, {self.ig_steps} and {self.tolerance}"
+        if "integrated_gradients" in chosen:
+            from attribute.integrated_gradients import check_gate_options
+
+            check_gate_options(
+                self.ig_rule,
+                self.ig_steps,
+                max_steps=self.ig_max_steps,
+                tolerance=self.tolerance,
+                batch_size=2 * self.batch_size,  # as _runner passes it
             )
 
 
@@ -284,8 +286,10 @@ def _runner(
         return ablation.cost_band_ablation(groups=groups), lambda f, x: ablation.band_ablation(
             f, x, baseline=baseline, groups=groups, batch_size=bs
         )
-    if name == "kernel_shap":
-        return shapley.cost_kernel_shap(cfg.shap_samples), lambda f, x: shapley.kernel_shap(
+    if name in ("kernel_shap", "lime"):
+        sampled_cost = shapley.cost_kernel_shap if name == "kernel_shap" else shapley.cost_lime
+        fit = shapley.kernel_shap if name == "kernel_shap" else shapley.lime
+        return sampled_cost(cfg.shap_samples), lambda f, x: fit(
             f,
             x,
             segments(),
@@ -312,16 +316,6 @@ def _runner(
         fn = shapley.l_shapley if name == "l_shapley" else shapley.c_shapley
         return cost_fn(segments(), k=cfg.l_shapley_k), lambda f, x: fn(
             f, x, segments(), baseline=baseline, k=cfg.l_shapley_k, batch_size=bs
-        )
-    if name == "lime":
-        return shapley.cost_lime(cfg.shap_samples), lambda f, x: shapley.lime(
-            f,
-            x,
-            segments(),
-            baseline=baseline,
-            n_samples=cfg.shap_samples,
-            batch_size=bs,
-            seed=cfg.seed,
         )
     if name == "gradcam":
         layer = cfg.gradcam_layer or "decoder.blocks.0"
@@ -350,6 +344,23 @@ class TargetWindow:
     f: RegionTarget
 
 
+def target_window(scene: Any, checkpoint: Checkpoint, geom: Any, *, margin_px: int = 32) -> Window:
+    """The window ``solarmap explain`` reads for a target: its pixel bounds plus ``margin_px``
+    of context, grown to the model's multiple (see :func:`window_for_target`).
+
+    Raises:
+        InputError: for a target outside the scene.
+    """
+    info = scene.info
+    return window_for_target(
+        geom,
+        scene_transform=info.transform,
+        scene_shape=(info.height, info.width),
+        margin_px=margin_px,
+        multiple=checkpoint.config.multiple,
+    )
+
+
 def read_target(
     scene: Any,
     checkpoint: Checkpoint,
@@ -368,13 +379,7 @@ def read_target(
     """
     info = scene.info
     if window is None:
-        window = window_for_target(
-            geom,
-            scene_transform=info.transform,
-            scene_shape=(info.height, info.width),
-            margin_px=margin_px,
-            multiple=checkpoint.config.multiple,
-        )
+        window = target_window(scene, checkpoint, geom, margin_px=margin_px)
     refl, valid = read_padded(scene, window)
     x = checkpoint.normalise(torch.from_numpy(refl)[None])
     tr = window_transform(window, info.transform)
@@ -417,23 +422,10 @@ def explain_scene(
     checkpoint.check_bands(info.bands)
     if not targets:
         raise InputError("no target to explain")
-    model = checkpoint.model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    mean = torch.tensor(checkpoint.mean)
-    std = torch.tensor(checkpoint.std)
-    zero = -mean / std  # zero reflectance in normalised units
+    model = checkpoint.freeze()
+    zero = checkpoint.zero_reflectance()
     # Windows first: a target outside the scene fails before anything is written.
-    windows = [
-        window_for_target(
-            t.geom,
-            scene_transform=info.transform,
-            scene_shape=(info.height, info.width),
-            margin_px=cfg.margin_px,
-            multiple=checkpoint.config.multiple,
-        )
-        for t in targets
-    ]
+    windows = [target_window(scene, checkpoint, t.geom, margin_px=cfg.margin_px) for t in targets]
     result = ExplainResult(out=Path(out))
     rows = []
     with output_dir(out, overwrite=overwrite) as tmp:

@@ -96,6 +96,25 @@ def check_ig_options(rule: str, steps: int) -> Rule:
     return rule  # type: ignore[return-value]  # checked against CAPTUM_METHODS above
 
 
+def check_gate_options(
+    rule: str, steps: int, *, max_steps: int, tolerance: float, batch_size: int
+) -> Rule:
+    """Validate the options of :func:`integrated_gradients` (rule, steps and the gate's).
+
+    Raises:
+        InputError: as :func:`check_ig_options`, or when ``max_steps < steps``,
+            ``tolerance <= 0`` or ``batch_size < 1``.
+    """
+    checked = check_ig_options(rule, steps)
+    if max_steps < steps or tolerance <= 0 or batch_size < 1:
+        raise InputError(
+            f"integrated gradients needs max_steps >= steps, tolerance > 0 and batch_size >= 1;"
+            f" got max_steps={max_steps}, steps={steps}, tolerance={tolerance}, "
+            f"batch_size={batch_size}"
+        )
+    return checked
+
+
 def _per_band(v: torch.Tensor | Sequence[float], x: torch.Tensor, what: str) -> torch.Tensor:
     t = torch.as_tensor(v, dtype=x.dtype, device=x.device).flatten()
     if t.numel() != x.shape[1]:
@@ -187,7 +206,7 @@ def ig_attribute(
     return attr
 
 
-def ig_schedule(steps: int, max_steps: int, rule: str = "trapezoid") -> list[int]:
+def ig_schedule(steps: int, max_steps: int, rule: str = "midpoint") -> list[int]:
     """Step counts the gate tries: ``steps``, grown by ``GROWTH[rule]`` while ``<= max_steps``."""
     growth = GROWTH[rule]
     out = [steps]
@@ -246,8 +265,8 @@ class _NestedRule:
         self.ends = torch.zeros_like(x)
         self.f_ends: tuple[float, float] | None = None
         if self.w0 or self.w1:
-            # The end nodes α = 0 and α = 1 are the baseline and the input themselves: one
-            # pass gives their gradients and f(x′), f(x).
+            # The end nodes α = 0 and α = 1 are the baseline and the input themselves: their
+            # passes give the end gradients and f(x′), f(x) (both ends, whatever the weights).
             g0, v0 = _gradient_sum(fn, x, base, np.array([0.0]), 1)
             g1, v1 = _gradient_sum(fn, x, base, np.array([1.0]), 1)
             self.ends = self.w0 * g0 + self.w1 * g1
@@ -327,13 +346,9 @@ def integrated_gradients(
     """
     names = check_reductions(reductions)
     x = check_input(x)
-    rule = check_ig_options(rule, steps)
-    if max_steps < steps or tolerance <= 0 or batch_size < 1:
-        raise InputError(
-            f"integrated gradients needs max_steps >= steps, tolerance > 0 and batch_size >= 1;"
-            f" got max_steps={max_steps}, steps={steps}, tolerance={tolerance}, "
-            f"batch_size={batch_size}"
-        )
+    rule = check_gate_options(
+        rule, steps, max_steps=max_steps, tolerance=tolerance, batch_size=batch_size
+    )
     base = make_baseline(
         x,
         baseline,

@@ -36,9 +36,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=6)
     args = ap.parse_args()
     ck = load_checkpoint(args.checkpoint)
-    for p in ck.model.parameters():
-        p.requires_grad_(False)
-    zero = -torch.tensor(ck.mean) / torch.tensor(ck.std)
+    ck.freeze()
+    zero = ck.zero_reflectance()
     polys = gpd.read_file(args.predictions).sort_values("area_m2", ascending=False)
     baselines: tuple[BaselineName, ...] = ("zero", "blur", "median")
     rules: tuple[Rule, ...] = ("midpoint", "trapezoid")

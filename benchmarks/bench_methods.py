@@ -61,7 +61,6 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--skip-captum-occlusion", action="store_true")
     args = ap.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     w = load_window(args.checkpoint, args.scene, args.predictions, size=args.size, rank=args.rank)
     cfg = ExplainConfig()
     bs = cfg.batch_size
@@ -83,14 +82,11 @@ def main() -> None:
 
     rows: list[tuple[str, str, float, str, float | None, str, str]] = []
 
-    def captum(fn: Callable[[], torch.Tensor]) -> tuple[np.ndarray, float, int]:
+    def captum(run: Callable[[CountingFn], torch.Tensor]) -> tuple[np.ndarray, float, int]:
+        """Run a Captum call on ``f`` (counted): its result, seconds and forward passes."""
         counter = CountingFn(f)
-        out, sec = timed(lambda: fn_with(counter, fn))
-        return np.asarray(out), sec, counter.cost.forward
-
-    def fn_with(counter: CountingFn, make: Callable[..., Any]) -> Any:
-        res = make(counter)
-        return res.detach().double().cpu().numpy() if isinstance(res, torch.Tensor) else res
+        out, sec = timed(lambda: run(counter))
+        return out.detach().double().cpu().numpy(), sec, counter.cost.forward
 
     def add(name: str, ours: Any, t_ours: float, cap: str, cap_res: Any, note: str = "") -> None:
         if cap_res is None:

@@ -15,8 +15,8 @@ import geopandas as gpd
 import torch
 from rasterio.windows import Window
 
-from attribute.explain import read_target
-from attribute.targets import RegionTarget, window_for_target
+from attribute.explain import read_target, target_window
+from attribute.targets import RegionTarget
 from data_prep.sentinel2 import open_scene
 from solarmap.model import Checkpoint, load_checkpoint
 
@@ -51,8 +51,7 @@ def load_window(
     ``size``×``size`` window centred on the object.
     """
     ck = load_checkpoint(checkpoint)
-    for p in ck.model.parameters():
-        p.requires_grad_(False)
+    ck.freeze()
     polys = gpd.read_file(predictions).sort_values("area_m2", ascending=False)
     with open_scene(scene_path) as scene:
         info = scene.info
@@ -63,12 +62,7 @@ def load_window(
             polys = polys[fits.to_numpy()]
         row = polys.iloc[rank]
         geom = row.geometry
-        win = window_for_target(
-            geom,
-            scene_transform=info.transform,
-            scene_shape=(info.height, info.width),
-            multiple=ck.config.multiple,
-        )
+        win = target_window(scene, ck, geom)
         if size is not None:
             r_mid = int(win.row_off + win.height // 2)
             c_mid = int(win.col_off + win.width // 2)
@@ -80,5 +74,6 @@ def load_window(
     region = f.region_numpy()
     rows, cols = region.nonzero()
     bbox = (int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
-    zero = -torch.tensor(ck.mean) / torch.tensor(ck.std)
-    return ExplainWindow(ck, tw.x, tw.reflectance, f, zero, bbox, float(row["area_m2"]) / 1e4)
+    return ExplainWindow(
+        ck, tw.x, tw.reflectance, f, ck.zero_reflectance(), bbox, float(row["area_m2"]) / 1e4
+    )

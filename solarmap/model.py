@@ -149,6 +149,18 @@ class Checkpoint:
                 f"{', '.join(self.bands)}; give a scene with the same bands in the same order"
             )
 
+    def zero_reflectance(self) -> torch.Tensor:
+        """``Tensor[B]``: reflectance 0 in normalised units, ``−mean/std`` per band."""
+        return -torch.tensor(self.mean) / torch.tensor(self.std)
+
+    def freeze(self) -> nn.Module:
+        """The model in eval mode with its weights out of autograd (attribution needs input
+        gradients only); returns the model."""
+        self.model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        return self.model
+
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """``Tensor[N, B, H, W]`` reflectance → normalised model input (NaN → 0 after scaling)."""
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device)[None, :, None, None]
