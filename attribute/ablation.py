@@ -5,9 +5,6 @@ replaced over the whole window by the caller's baseline (normalised zero reflect
 median...) and the drop ``f(x) - f(x_ablated)`` is recorded. The sweep is Captum's
 :class:`~captum.attr.FeatureAblation` with a feature mask over channels; this module only shapes
 the inputs and the result table.
-
-It also holds the small helpers every perturbation method here shares: checking the window,
-expanding a baseline to the window, and counting the forward passes a method actually spends.
 """
 
 from __future__ import annotations
@@ -18,70 +15,20 @@ import numpy as np
 import torch
 from captum.attr import FeatureAblation
 
-from attribute.base import Attribution, Cost, CountingFn, ScalarFn
+from attribute.base import (
+    Attribution,
+    Baseline,
+    Cost,
+    CountingFn,
+    Method,
+    ScalarFn,
+    baseline_tensor,
+    check_batch_size,
+    check_window,
+)
 from solarmap.bands import BAND_GROUPS, BANDS
-from solarmap.errors import InputError
 
 log = logging.getLogger(__name__)
-
-#: A baseline: one value for every band, one value per band (``Tensor[10]``), or a full window
-#: (``Tensor[10, H, W]`` or ``Tensor[1, 10, H, W]``), all in normalised model-input units.
-Baseline = float | torch.Tensor | np.ndarray
-
-
-def check_window(x: torch.Tensor) -> tuple[int, int]:
-    """Check that ``x`` is one normalised window ``Tensor[1, 10, H, W]``; return ``(H, W)``.
-
-    Raises:
-        InputError: for any other shape.
-    """
-    if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[:2] != (1, len(BANDS)):
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise InputError(
-            f"attribution input has shape {shape}; give one window Tensor[1, {len(BANDS)}, H, W]"
-        )
-    return int(x.shape[2]), int(x.shape[3])
-
-
-def baseline_tensor(baseline: Baseline, x: torch.Tensor) -> torch.Tensor:
-    """The baseline as a full window ``Tensor[1, 10, H, W]`` on ``x``'s device and dtype.
-
-    Args:
-        baseline: a number, ``[10]`` per-band values, or a ``[10, H, W]`` / ``[1, 10, H, W]``
-            window.
-        x: the window ``Tensor[1, 10, H, W]``.
-
-    Raises:
-        InputError: when the baseline's shape fits none of these.
-    """
-    check_window(x)
-    b = torch.as_tensor(baseline, dtype=x.dtype, device=x.device)
-    n_bands, h, w = x.shape[1:]
-    if b.ndim == 0:
-        b = b.reshape(1, 1, 1, 1)
-    elif b.ndim == 1 and b.shape[0] == n_bands:
-        b = b.reshape(1, n_bands, 1, 1)
-    elif b.ndim == 3 and tuple(b.shape) == (n_bands, h, w):
-        b = b[None]
-    elif not (b.ndim == 4 and tuple(b.shape) == tuple(x.shape)):
-        raise InputError(
-            f"baseline has shape {tuple(b.shape)}; give a number, {n_bands} per-band values or "
-            f"a window of shape {tuple(x.shape[1:])}"
-        )
-    if not torch.isfinite(b).all():
-        raise InputError("baseline holds NaN or infinite values; give finite normalised values")
-    return b.expand_as(x).contiguous()
-
-
-def check_batch_size(batch_size: int) -> int:
-    """Validate a batch budget (perturbations per forward pass).
-
-    Raises:
-        InputError: unless ``batch_size >= 1``.
-    """
-    if int(batch_size) < 1:
-        raise InputError(f"batch_size {batch_size} < 1; give at least one input per pass")
-    return int(batch_size)
 
 
 def _feature_ids(groups: bool) -> tuple[list[int], list[str]]:
@@ -158,3 +105,22 @@ def band_ablation(
         cost=Cost(forward=fn.forward),
         extra=extra,
     )
+
+
+def _declare(groups: bool) -> Method:
+    name = "group_ablation" if groups else "band_ablation"
+    n = len(BAND_GROUPS) if groups else len(BANDS)
+    what = "each band group (visible, red-edge, NIR, SWIR)" if groups else "each band"
+    return Method(
+        name=name,
+        family="perturbation",
+        summary=f"{what} replaced by the baseline over the window; {1 + n} forward passes",
+        cost=lambda ctx: cost_band_ablation(groups=groups),
+        run=lambda ctx, f, x: band_ablation(
+            f, x, baseline=ctx.baseline, groups=groups, batch_size=ctx.settings.batch_size
+        ),
+    )
+
+
+#: The methods this module gives the registry.
+METHODS: tuple[Method, ...] = (_declare(groups=False), _declare(groups=True))

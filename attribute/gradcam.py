@@ -16,8 +16,15 @@ import torch
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
-from attribute.ablation import CountingFn, check_window
-from attribute.base import Attribution, Cost, ScalarFn
+from attribute.base import (
+    Attribution,
+    Cost,
+    CountingFn,
+    Method,
+    Option,
+    ScalarFn,
+    check_window,
+)
 from solarmap.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -91,3 +98,26 @@ def gradcam(model: nn.Module, f: ScalarFn, x: torch.Tensor, *, layer: str) -> At
         cost=Cost(forward=fn.forward, backward=1),
         extra={"layer": layer, "layer_shape": layer_shape},
     )
+
+
+#: Grad-CAM's layer when none is asked: the first decoder block (coarse; later blocks are finer).
+DEFAULT_LAYER = "decoder.blocks.0"
+
+#: The options this module owns.
+OPTIONS: tuple[Option, ...] = (
+    Option("gradcam_layer", None, f"Grad-CAM: layer name (default {DEFAULT_LAYER})."),
+)
+
+#: The methods this module gives the registry.
+METHODS: tuple[Method, ...] = (
+    Method(
+        name="gradcam",
+        family="gradient",
+        summary="Grad-CAM at a decoder layer, upsampled; 1 forward + 1 backward pass",
+        cost=lambda ctx: cost_gradcam(),
+        run=lambda ctx, f, x: gradcam(
+            ctx.model, f, x, layer=ctx.settings["gradcam_layer"] or DEFAULT_LAYER
+        ),
+        options=("gradcam_layer",),
+    ),
+)

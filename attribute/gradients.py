@@ -23,18 +23,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from captum.attr import InputXGradient, Saliency
 
-from attribute.base import Attribution, Cost, CountingFn, ScalarFn
+from attribute.base import (
+    Attribution,
+    BaselineName,
+    Cost,
+    CountingFn,
+    Method,
+    MethodContext,
+    Option,
+    ScalarFn,
+    check_input,
+    make_baseline,
+)
+from attribute.integrated_gradients import Rule, check_ig_options, ig_attribute
 from attribute.reduce import ReductionName, check_reductions, named_maps
 from solarmap.errors import InputError
-
-if TYPE_CHECKING:
-    from attribute.integrated_gradients import BaselineName, Rule
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +57,6 @@ SMOOTHGRAD_NAMES: dict[str, str] = {
 }
 
 
-def check_input(x: torch.Tensor) -> torch.Tensor:
-    """Validate one window ``Tensor[1, B, H, W]`` and return it detached.
-
-    Raises:
-        InputError: unless ``x`` is a 4-D floating tensor holding one window.
-    """
-    if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[0] != 1:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise InputError(f"input has shape {shape}; give one window as Tensor[1, bands, H, W]")
-    if not x.is_floating_point():
-        raise InputError(f"input has dtype {x.dtype}; give the normalised float input")
-    return x.detach()
-
-
 def _leaf(x: torch.Tensor) -> torch.Tensor:
     """A copy of ``x`` that requires grad (Captum warns when it has to set this itself)."""
     return x.detach().clone().requires_grad_(True)
@@ -69,6 +64,25 @@ def _leaf(x: torch.Tensor) -> torch.Tensor:
 
 def _to_numpy(a: torch.Tensor) -> np.ndarray:
     return a.detach().to(device="cpu", dtype=torch.float32).numpy()
+
+
+def _captum_gradient(
+    name: str,
+    captum_cls: type,
+    f: ScalarFn,
+    x: torch.Tensor,
+    reductions: Sequence[ReductionName],
+    **kwargs: object,
+) -> Attribution:
+    """One Captum gradient attribution of ``x`` (``Saliency``, ``InputXGradient``) as
+    :class:`Attribution` ``name`` with its band maps."""
+    names = check_reductions(reductions)
+    x = check_input(x)
+    fn = CountingFn(f)
+    per_band = _to_numpy(captum_cls(fn).attribute(_leaf(x), **kwargs)[0])
+    return Attribution(
+        method=name, per_band=per_band, maps=named_maps(name, per_band, names), cost=fn.cost
+    )
 
 
 def cost_saliency() -> Cost:
@@ -97,17 +111,7 @@ def saliency(
     Raises:
         InputError: for a bad input or an unknown reduction.
     """
-    names = check_reductions(reductions)
-    x = check_input(x)
-    fn = CountingFn(f)
-    grads = Saliency(fn).attribute(_leaf(x), abs=False)
-    per_band = _to_numpy(grads[0])
-    return Attribution(
-        method="saliency",
-        per_band=per_band,
-        maps=named_maps("saliency", per_band, names),
-        cost=fn.cost,
-    )
+    return _captum_gradient("saliency", Saliency, f, x, reductions, abs=False)
 
 
 def input_x_gradient(
@@ -127,17 +131,7 @@ def input_x_gradient(
     Raises:
         InputError: for a bad input or an unknown reduction.
     """
-    names = check_reductions(reductions)
-    x = check_input(x)
-    fn = CountingFn(f)
-    attr = InputXGradient(fn).attribute(_leaf(x))
-    per_band = _to_numpy(attr[0])
-    return Attribution(
-        method="input_x_gradient",
-        per_band=per_band,
-        maps=named_maps("input_x_gradient", per_band, names),
-        cost=fn.cost,
-    )
+    return _captum_gradient("input_x_gradient", InputXGradient, f, x, reductions)
 
 
 def band_noise_std(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -265,9 +259,6 @@ def smoothgrad(
             return ixg.attribute(xn.requires_grad_(True))
 
     else:
-        # Imported here: integrated_gradients imports this module.
-        from attribute.integrated_gradients import check_ig_options, ig_attribute, make_baseline
-
         rule = check_ig_options(ig_rule, ig_steps)
         base = make_baseline(
             x, baseline, zero_reflectance=zero_reflectance, scene_median=scene_median
@@ -311,3 +302,53 @@ def smoothgrad(
         cost=fn.cost,
         extra=extra,
     )
+
+
+#: The options this module owns.
+OPTIONS: tuple[Option, ...] = (
+    Option("smoothgrad_samples", 50, "SmoothGrad: noisy copies.", least=1),
+    Option("smoothgrad_sigma", 0.15, "SmoothGrad: noise, fraction of each band's std.", least=0),
+)
+
+
+def _smoothgrad(ctx: MethodContext, f: ScalarFn, x: torch.Tensor) -> Attribution:
+    s = ctx.settings
+    return smoothgrad(
+        f,
+        x,
+        n_samples=s["smoothgrad_samples"],
+        sigma=s["smoothgrad_sigma"],
+        batch_size=s.batch_size,
+        seed=s.seed,
+        reductions=s.reductions,  # type: ignore[arg-type]  # checked by ExplainConfig
+    )
+
+
+#: The methods this module gives the registry.
+METHODS: tuple[Method, ...] = (
+    Method(
+        name="saliency",
+        family="gradient",
+        summary="gradient of the target per band and pixel; 1 forward + 1 backward pass",
+        cost=lambda ctx: cost_saliency(),
+        run=lambda ctx, f, x: saliency(f, x, reductions=ctx.settings.reductions),  # type: ignore[arg-type]
+    ),
+    Method(
+        name="input_x_gradient",
+        family="gradient",
+        summary="input times gradient per band and pixel; 1 forward + 1 backward pass",
+        cost=lambda ctx: cost_input_x_gradient(),
+        run=lambda ctx, f, x: input_x_gradient(f, x, reductions=ctx.settings.reductions),  # type: ignore[arg-type]
+    ),
+    Method(
+        name="smoothgrad",
+        family="gradient",
+        summary="saliency averaged over noisy copies; smoothgrad_samples forward + backward "
+        "passes (50)",
+        cost=lambda ctx: cost_smoothgrad(
+            method="saliency", n_samples=ctx.settings["smoothgrad_samples"]
+        ),
+        run=_smoothgrad,
+        options=("smoothgrad_samples", "smoothgrad_sigma"),
+    ),
+)

@@ -25,8 +25,19 @@ import numpy as np
 import torch
 from captum.attr import Occlusion
 
-from attribute.ablation import Baseline, CountingFn, baseline_tensor, check_batch_size, check_window
-from attribute.base import Attribution, Cost, ScalarFn
+from attribute.base import (
+    Attribution,
+    Baseline,
+    Cost,
+    CountingFn,
+    Method,
+    MethodContext,
+    Option,
+    ScalarFn,
+    baseline_tensor,
+    check_batch_size,
+    check_window,
+)
 from solarmap.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -123,7 +134,7 @@ def occlusion(
         x: normalised window ``Tensor[1, 10, H, W]``.
         window: side of the square occluding window in pixels (all ten bands at once).
         stride: step between window positions; ``None`` → ``window`` (non-overlapping tiles).
-        baseline: what occluded pixels become (see :data:`attribute.ablation.Baseline`).
+        baseline: what occluded pixels become (see :data:`attribute.base.Baseline`).
         batch_size: occluded inputs per forward pass.
         region_bbox: ``(row0, col0, row1, col1)`` of the target (ends exclusive); ``None``
             sweeps the whole window (Captum's full cost).
@@ -177,3 +188,40 @@ def occlusion(
             "stride": step,
         },
     )
+
+
+#: The options this module owns.
+OPTIONS: tuple[Option, ...] = (
+    Option("occlusion_window", 8, "Occlusion: side of the occluding square, pixels.", least=1),
+)
+
+
+def _cost(ctx: MethodContext) -> Cost:
+    return cost_occlusion(
+        ctx.shape, window=ctx.settings["occlusion_window"], region_bbox=ctx.region_bbox
+    )
+
+
+def _run(ctx: MethodContext, f: ScalarFn, x: torch.Tensor) -> Attribution:
+    return occlusion(
+        f,
+        x,
+        window=ctx.settings["occlusion_window"],
+        baseline=ctx.baseline,
+        batch_size=ctx.settings.batch_size * 2,
+        region_bbox=ctx.region_bbox,
+    )
+
+
+#: The methods this module gives the registry.
+METHODS: tuple[Method, ...] = (
+    Method(
+        name="occlusion",
+        family="perturbation",
+        summary="a square slid over the target's context; 1 + positions forward passes "
+        "(about 120-380 at 8 px)",
+        cost=_cost,
+        run=_run,
+        options=("occlusion_window",),
+    ),
+)

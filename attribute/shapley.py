@@ -63,8 +63,20 @@ from captum._utils.models.linear_model import LinearModel
 from captum.attr import KernelShap, Lime, ShapleyValueSampling
 from torch.utils.data import DataLoader
 
-from attribute.ablation import Baseline, CountingFn, baseline_tensor, check_batch_size, check_window
-from attribute.base import Attribution, Cost, ScalarFn
+from attribute.base import (
+    Attribution,
+    Baseline,
+    Cost,
+    CountingFn,
+    Method,
+    MethodContext,
+    Option,
+    ScalarFn,
+    Settings,
+    baseline_tensor,
+    check_batch_size,
+    check_window,
+)
 from attribute.superpixels import adjacency, check_segments, paint
 from solarmap.errors import InputError
 
@@ -516,6 +528,21 @@ class _SeededKernelShap(KernelShap):
                 yield torch.as_tensor(1 - z, device=device)[None]
 
 
+def _fit_surrogate(explainer: KernelShap | Lime, game: _SegmentGame, n_samples: int) -> np.ndarray:
+    """Run a Captum surrogate explainer over the superpixels; its coefficients ``float64[K]``."""
+    # fork_rng: Captum fits through a DataLoader, whose iterator draws from the global RNG.
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        coefs = explainer.attribute(
+            game.x,
+            baselines=game.base,
+            feature_mask=game.feature_mask(),
+            n_samples=int(n_samples),
+            perturbations_per_eval=game.batch,
+            return_input_shape=False,
+        )
+    return coefs.detach().double().cpu().numpy().ravel()
+
+
 def cost_kernel_shap(n_samples: int) -> Cost:
     """Passes :func:`kernel_shap` spends: ``n_samples`` (the all-present and all-absent
     coalitions included)."""
@@ -561,17 +588,7 @@ def kernel_shap(
             f"got {n_samples}; raise n_samples"
         )
     explainer = _SeededKernelShap(game.fn, seed=seed, paired=paired)
-    # fork_rng: Captum fits through a DataLoader, whose iterator draws from the global RNG.
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        coefs = explainer.attribute(
-            game.x,
-            baselines=game.base,
-            feature_mask=game.feature_mask(),
-            n_samples=int(n_samples),
-            perturbations_per_eval=game.batch,
-            return_input_shape=False,
-        )
-    phi = coefs.detach().double().cpu().numpy().ravel()
+    phi = _fit_surrogate(explainer, game, n_samples)
     return _result("kernel_shap", segments, phi, game, n_samples=int(n_samples), paired=paired)
 
 
@@ -703,14 +720,108 @@ def lime(
             yield torch.as_tensor(rng.integers(0, 2, size=(1, m)), device=game.x.device)
 
     explainer = Lime(game.fn, interpretable_model=_linear_model(), perturb_func=coalitions)
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        coefs = explainer.attribute(
-            game.x,
-            baselines=game.base,
-            feature_mask=game.feature_mask(),
-            n_samples=int(n_samples),
-            perturbations_per_eval=game.batch,
-            return_input_shape=False,
-        )
-    phi = coefs.detach().double().cpu().numpy().ravel()
+    phi = _fit_surrogate(explainer, game, n_samples)
     return _result("lime", segments, phi, game, n_samples=int(n_samples))
+
+
+#: The options this module owns.
+OPTIONS: tuple[Option, ...] = (
+    Option("n_segments", 64, "Superpixel methods: SLIC superpixels per window.", least=2),
+    Option("shap_samples", 512, "KernelSHAP / LIME: coalitions evaluated.", least=1),
+    # antithetic pairs: 8 x 2 x 64 superpixels ~ 1,000 evaluations, where the ranking of the
+    # superpixels that matter settled (Spearman >= 0.95) in benchmarks/bench_shap.py
+    Option("shapley_permutations", 8, "Shapley sampling: antithetic permutation pairs.", least=1),
+    Option("l_shapley_k", 1, "L-/C-Shapley: neighbourhood radius in superpixels.", least=0),
+)
+
+
+def _check_sampled(settings: Settings) -> None:
+    if settings["shap_samples"] < settings["n_segments"] + 2:
+        raise InputError(
+            f"--shap-samples {settings['shap_samples']} is too small for "
+            f"{settings['n_segments']} superpixels: KernelSHAP and LIME need at least "
+            "n_segments + 2 evaluations"
+        )
+
+
+def _sampled(name: str, summary: str) -> Method:
+    fit = kernel_shap if name == "kernel_shap" else lime
+    cost = cost_kernel_shap if name == "kernel_shap" else cost_lime
+    return Method(
+        name=name,
+        family="superpixel",
+        summary=summary,
+        cost=lambda ctx: cost(ctx.settings["shap_samples"]),
+        run=lambda ctx, f, x: fit(
+            f,
+            x,
+            ctx.segments(),
+            baseline=ctx.baseline,
+            n_samples=ctx.settings["shap_samples"],
+            batch_size=ctx.settings.batch_size,
+            seed=ctx.settings.seed,
+        ),
+        options=("n_segments", "shap_samples"),
+        check=_check_sampled,
+    )
+
+
+def _local(name: str, summary: str) -> Method:
+    fn = l_shapley if name == "l_shapley" else c_shapley
+    cost = cost_l_shapley if name == "l_shapley" else cost_c_shapley
+    return Method(
+        name=name,
+        family="superpixel",
+        summary=summary,
+        cost=lambda ctx: cost(ctx.segments(), k=ctx.settings["l_shapley_k"]),
+        run=lambda ctx, f, x: fn(
+            f,
+            x,
+            ctx.segments(),
+            baseline=ctx.baseline,
+            k=ctx.settings["l_shapley_k"],
+            batch_size=ctx.settings.batch_size,
+        ),
+        options=("n_segments", "l_shapley_k"),
+    )
+
+
+def _shapley_sampling(ctx: MethodContext, f: ScalarFn, x: torch.Tensor) -> Attribution:
+    return shapley_sampling(
+        f,
+        x,
+        ctx.segments(),
+        baseline=ctx.baseline,
+        n_permutations=ctx.settings["shapley_permutations"],
+        batch_size=ctx.settings.batch_size,
+        seed=ctx.settings.seed,
+    )
+
+
+#: The methods this module gives the registry.
+METHODS: tuple[Method, ...] = (
+    _sampled(
+        "kernel_shap",
+        "KernelSHAP over superpixels, paired coalitions; shap_samples forward passes (512)",
+    ),
+    Method(
+        name="shapley_sampling",
+        family="superpixel",
+        summary="Shapley values by antithetic permutations; 1 + 2 x permutations x superpixels "
+        "forward passes (about 1,000)",
+        cost=lambda ctx: cost_shapley_sampling(
+            int(ctx.segments().max()) + 1, ctx.settings["shapley_permutations"]
+        ),
+        run=_shapley_sampling,
+        options=("n_segments", "shapley_permutations"),
+    ),
+    _local(
+        "l_shapley",
+        "L-Shapley, exact within each superpixel's neighbourhood; 4,000-10,000 forward passes",
+    ),
+    _local(
+        "c_shapley",
+        "C-Shapley over connected coalitions; 4,000-10,000 forward passes",
+    ),
+    _sampled("lime", "LIME over superpixels, weighted linear fit; shap_samples forward passes"),
+)

@@ -17,13 +17,20 @@ region alone); geometries are in map coordinates of the scene CRS:
 
 :func:`window_for_target` chooses the window to read around a target: its bounds plus a context
 margin, grown to a size the U-Net accepts and kept inside the scene when the scene is big enough.
+
+The targets of ``solarmap explain`` come from :func:`parse_targets` (a predictions GeoPackage,
+a polygon file or ``x,y``); :func:`target_window` and :func:`read_target` read a target's window
+from a scene and build its explained function on a checkpoint's model.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -31,9 +38,13 @@ import torch
 from affine import Affine
 from rasterio.features import rasterize
 from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
 from torch import nn
 
 from solarmap.errors import InputError
+from solarmap.geo import check_vector_crs, read_vector
+from solarmap.model import Checkpoint
+from solarmap.windows import SceneSource, read_padded
 
 log = logging.getLogger(__name__)
 
@@ -429,3 +440,122 @@ def build_target(
         valid=valid,
     )
     return RegionTarget(model, region, reduction=reduction, kind=kind)
+
+
+@dataclass
+class Target:
+    """One thing to explain, in the scene's CRS."""
+
+    id: int
+    kind: TargetKind
+    geom: Any  # shapely geometry (point for pixels, polygon otherwise)
+    label: str = ""
+
+
+_POINT = re.compile(r"^\s*(-?[\d.]+(?:e-?\d+)?)\s*,\s*(-?[\d.]+(?:e-?\d+)?)\s*$", re.I)
+
+
+def parse_targets(spec: str, *, scene_crs: Any, top: int | None = None) -> list[Target]:
+    """Targets from ``--target``: a predictions GeoPackage, a polygon file, or ``x,y``.
+
+    A GeoPackage written by ``solarmap predict`` (layer ``solar``) gives detected objects (the
+    ``top`` largest by area when asked); any other vector file gives polygons; ``x,y`` is a
+    point in the scene's CRS.
+
+    Raises:
+        InputError: on a vector file without CRS, an empty file or an unreadable spec.
+    """
+    from shapely.geometry import Point
+
+    m = _POINT.match(spec)
+    if m:
+        return [Target(0, "pixel", Point(float(m.group(1)), float(m.group(2))), spec.strip())]
+    path = Path(spec)
+    gdf = read_vector(path, what="target file")
+    check_vector_crs(gdf, path)
+    if gdf.empty:
+        raise InputError(f"{path}: no feature to explain")
+    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty].to_crs(scene_crs)
+    is_prediction = {"mean_prob", "max_prob", "area_m2"} <= set(gdf.columns)
+    if is_prediction and top is not None:
+        gdf = gdf.sort_values("area_m2", ascending=False).head(top)
+    kind: TargetKind = "object" if is_prediction else "polygon"
+    ids = gdf["id"] if "id" in gdf.columns else range(len(gdf))
+    return [Target(int(i), kind, g, f"{kind} {i}") for i, g in zip(ids, gdf.geometry, strict=True)]
+
+
+@dataclass
+class TargetWindow:
+    """A target's window read from the scene, with its explained function.
+
+    Attributes:
+        window: the window in scene pixels (may stick out of the scene).
+        transform: the window's affine transform.
+        reflectance: ``float32[10, H, W]`` (NaN outside the scene and where invalid).
+        valid: ``bool[H, W]`` valid pixels.
+        x: ``Tensor[1, 10, H, W]`` normalised model input.
+        f: the explained function (sum or mean of logits over the target region).
+    """
+
+    window: Window
+    transform: Any
+    reflectance: np.ndarray
+    valid: np.ndarray
+    x: torch.Tensor
+    f: RegionTarget
+
+
+def target_window(
+    scene: SceneSource, checkpoint: Checkpoint, geom: Any, *, margin_px: int = 32
+) -> Window:
+    """The window ``solarmap explain`` reads for a target: its pixel bounds plus ``margin_px``
+    of context, grown to the model's multiple (see :func:`window_for_target`).
+
+    Raises:
+        InputError: for a target outside the scene.
+    """
+    info = scene.info
+    return window_for_target(
+        geom,
+        scene_transform=info.transform,
+        scene_shape=(info.height, info.width),
+        margin_px=margin_px,
+        multiple=checkpoint.config.multiple,
+    )
+
+
+def read_target(
+    scene: SceneSource,
+    checkpoint: Checkpoint,
+    kind: TargetKind,
+    geom: Any,
+    *,
+    window: Window | None = None,
+    margin_px: int = 32,
+    reduction: Reduction = "sum",
+) -> TargetWindow:
+    """Read a target's window (``window``, or the target plus ``margin_px`` of context) and
+    build its explained function on the checkpoint's model (in eval mode).
+
+    The window is read as prediction reads it (:func:`solarmap.windows.read_padded`), so the
+    model explained sees the input the prediction saw.
+
+    Raises:
+        InputError: for a target outside the scene or an empty region.
+    """
+    if window is None:
+        window = target_window(scene, checkpoint, geom, margin_px=margin_px)
+    refl, valid = read_padded(scene, window)
+    x = checkpoint.normalise(torch.from_numpy(refl)[None])
+    tr = window_transform(window, scene.info.transform)
+    f = build_target(
+        kind,
+        geom,
+        model=checkpoint.model.eval(),
+        x=x,
+        transform=tr,
+        threshold_logit=probability_to_logit(checkpoint.threshold),
+        reduction=reduction,
+        valid=valid,
+    )
+    return TargetWindow(window, tr, refl, valid, x, f)

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from captum.attr import IntegratedGradients
 
-from attribute.explain import read_target
-from attribute.integrated_gradients import BaselineName, Rule, integrated_gradients, make_baseline
+from attribute.base import BaselineName, make_baseline
+from attribute.integrated_gradients import Rule, integrated_gradients
+from attribute.targets import read_target
 from data_prep.sentinel2 import open_scene
 from solarmap.model import load_checkpoint
 

@@ -35,10 +35,9 @@ from captum.attr import (
 from explain_window import add_window_arguments, load_window
 
 from attribute import ablation, gradcam, gradients, integrated_gradients, occlusion, shapley
-from attribute.base import CountingFn
+from attribute.base import CountingFn, make_baseline
 from attribute.explain import ExplainConfig
 from attribute.gradients import band_noise_std
-from attribute.integrated_gradients import make_baseline
 from attribute.shapley import _linear_model
 from attribute.superpixels import slic_segments
 
@@ -64,6 +63,7 @@ def main() -> None:
     w = load_window(args.checkpoint, args.scene, args.predictions, size=args.size, rank=args.rank)
     cfg = ExplainConfig()
     bs = cfg.batch_size
+    opt = cfg.options
     x, f, zero = w.x, w.f, w.zero
     base_zero = zero[None, :, None, None].expand_as(x).contiguous()
     blur = make_baseline(x, "blur")
@@ -105,13 +105,13 @@ def main() -> None:
     add("input_x_gradient", a, t, "InputXGradient", c, f"diff {rel_diff(a.per_band, c[0][0]):.1e}")
     a, t = timed(
         lambda: gradients.smoothgrad(
-            f, x, n_samples=cfg.smoothgrad_samples, sigma=cfg.smoothgrad_sigma, batch_size=bs
+            f, x, n_samples=opt["smoothgrad_samples"], sigma=opt["smoothgrad_sigma"], batch_size=bs
         )
     )
-    sd = float(band_noise_std(x, cfg.smoothgrad_sigma).mean())
+    sd = float(band_noise_std(x, opt["smoothgrad_sigma"]).mean())
     c = captum(
         lambda g: NoiseTunnel(Saliency(g)).attribute(
-            x, nt_type="smoothgrad", nt_samples=cfg.smoothgrad_samples,
+            x, nt_type="smoothgrad", nt_samples=opt["smoothgrad_samples"],
             nt_samples_batch_size=bs, stdevs=sd, abs=False,
         )
     )  # fmt: skip
@@ -120,7 +120,7 @@ def main() -> None:
     # integrated gradients -------------------------------------------------------------------
     a, t = timed(
         lambda: integrated_gradients.integrated_gradients(
-            f, x, baseline="blur", batch_size=2 * bs, max_steps=cfg.ig_max_steps
+            f, x, baseline="blur", batch_size=2 * bs, max_steps=opt["ig_max_steps"]
         )
     )
     ex = a.extra
@@ -146,7 +146,7 @@ def main() -> None:
     )
     a, t = timed(
         lambda: integrated_gradients.integrated_gradients(
-            f, x, baseline=base_zero, batch_size=2 * bs, max_steps=cfg.ig_max_steps
+            f, x, baseline=base_zero, batch_size=2 * bs, max_steps=opt["ig_max_steps"]
         )
     )
     c = captum(
@@ -166,7 +166,12 @@ def main() -> None:
     # perturbation ---------------------------------------------------------------------------
     a, t = timed(
         lambda: occlusion.occlusion(
-            f, x, window=cfg.occlusion_window, baseline=zero, batch_size=2 * bs, region_bbox=w.bbox
+            f,
+            x,
+            window=opt["occlusion_window"],
+            baseline=zero,
+            batch_size=2 * bs,
+            region_bbox=w.bbox,
         )
     )
     c = None
@@ -195,7 +200,7 @@ def main() -> None:
         f"diff {rel_diff(ours_bands, c[0][0, :, 0, 0]):.1e}")  # fmt: skip
 
     # superpixels ----------------------------------------------------------------------------
-    n = cfg.shap_samples
+    n = opt["shap_samples"]
     # Warm-up: the first masked batches run slower (allocator, kernel caches), which would
     # otherwise be charged to whichever side runs first.
     shapley.kernel_shap(f, x, segments, baseline=zero, n_samples=k + 2, batch_size=bs)
@@ -212,7 +217,7 @@ def main() -> None:
 
     c = captum(captum_kernel_shap)
     add(f"kernel_shap (paired, {n})", a, t, f"KernelShap ({n}, same fit)", c, "")
-    p = cfg.shapley_permutations
+    p = opt["shapley_permutations"]
     a, t = timed(
         lambda: shapley.shapley_sampling(
             f, x, segments, baseline=zero, n_permutations=p, batch_size=bs

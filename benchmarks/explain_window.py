@@ -15,8 +15,7 @@ import geopandas as gpd
 import torch
 from rasterio.windows import Window
 
-from attribute.explain import read_target, target_window
-from attribute.targets import RegionTarget
+from attribute.targets import RegionTarget, read_target, target_window
 from data_prep.sentinel2 import open_scene
 from solarmap.model import Checkpoint, load_checkpoint
 

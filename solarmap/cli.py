@@ -7,10 +7,12 @@ them.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -280,8 +282,7 @@ def demo(
     typer.echo(summary.text)
 
 
-@app.command()
-def explain(
+def _explain(
     scene: Annotated[Path, typer.Option(help="Scene: GeoTIFF, band folder or .SAFE.")],
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint folder from `solarmap train`.")],
     target: Annotated[
@@ -292,42 +293,34 @@ def explain(
     ],
     out: Annotated[Path, typer.Option(help="Output folder to create.")],
     methods: Annotated[
-        str, typer.Option(help="Comma-separated methods (see docs); default: gradient family.")
-    ] = "saliency,input_x_gradient,integrated_gradients",
+        str, typer.Option(help="Comma-separated methods, families or all (see above).")
+    ] = "",
     reductions: Annotated[
         str, typer.Option(help="10-band reductions: max_abs, mean_abs, l2, sum.")
     ] = "max_abs,sum",
     baseline: Annotated[
         str, typer.Option(help="Perturbation baseline: zero (reflectance), median or blur.")
     ] = "zero",
-    ig_baseline: Annotated[
-        str, typer.Option(help="Integrated Gradients baseline: blur, zero or median.")
-    ] = "blur",
     top: Annotated[int | None, typer.Option(help="Explain only the N largest objects.")] = None,
     margin: Annotated[int, typer.Option(help="Context around the target, pixels.")] = 32,
     batch_size: Annotated[int, typer.Option(help="Perturbations per forward pass.")] = 8,
-    shap_samples: Annotated[int, typer.Option(help="Budget of KernelSHAP / LIME.")] = 512,
-    n_segments: Annotated[int, typer.Option(help="Superpixels per window.")] = 64,
-    gradcam_layer: Annotated[str | None, typer.Option(help="Layer for Grad-CAM.")] = None,
     scl: Annotated[Path | None, typer.Option(help="SCL file for the scene.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+    **method_options: Any,
 ) -> None:
-    """Explain why the model calls pixels solar: georeferenced attribution maps per target."""
-    from attribute.explain import ExplainConfig, explain_scene, parse_targets
+    from attribute.explain import ExplainConfig, explain_scene
+    from attribute.targets import parse_targets
     from data_prep.sentinel2 import open_scene
     from solarmap.model import load_checkpoint
 
     cfg = ExplainConfig(
-        methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+        methods=methods,
         reductions=tuple(r.strip() for r in reductions.split(",") if r.strip()),
-        baseline=baseline,  # type: ignore[arg-type]
-        ig_baseline=ig_baseline,  # type: ignore[arg-type]
+        baseline=baseline,  # type: ignore[arg-type]  # checked by ExplainConfig
         top=top,
         margin_px=margin,
         batch_size=batch_size,
-        shap_samples=shap_samples,
-        n_segments=n_segments,
-        gradcam_layer=gradcam_layer,
+        options=method_options,
     )
     ckpt = load_checkpoint(checkpoint)
     with open_scene(scene, scl=scl) as src:
@@ -336,6 +329,51 @@ def explain(
     typer.echo(f"explained {len(res.targets)} target(s) -> {res.out}")
     for t in res.targets[:10]:
         typer.echo(f"  {res.out / t['folder']}: {', '.join(t['maps'])}")
+
+
+def _explain_command() -> Callable[..., None]:
+    """``solarmap explain``, with one flag per method option of the registry.
+
+    Typer reads a command's options from its signature, so the command is :func:`_explain`
+    with a signature that adds every :data:`attribute.registry.OPTIONS` entry: a method's
+    options reach the command line from its own declaration.
+    """
+    from attribute.registry import DEFAULT_METHODS, OPTIONS, describe_methods
+
+    fixed = [
+        p.replace(default=",".join(DEFAULT_METHODS)) if p.name == "methods" else p
+        for p in inspect.signature(_explain, eval_str=True).parameters.values()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    added = [
+        inspect.Parameter(
+            opt.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=opt.default,
+            annotation=Annotated[
+                opt.type if opt.default is not None else opt.type | None,
+                typer.Option(opt.flag, help=opt.help, rich_help_panel="Method options"),
+            ],
+        )
+        for opt in OPTIONS.values()
+    ]
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixed] + added
+
+    def explain(**kwargs: Any) -> None:
+        options = {name: kwargs.pop(name) for name in OPTIONS}
+        _explain(**kwargs, **options)
+
+    explain.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    explain.__annotations__ = {p.name: p.annotation for p in params}
+    explain.__doc__ = (
+        "Explain why the model calls pixels solar: georeferenced attribution maps per target."
+        "\n\n--methods takes method names, the families gradient, perturbation and superpixel,"
+        " or all:\n\n" + "\n\n".join(describe_methods().splitlines())
+    )
+    return explain
+
+
+app.command("explain")(_explain_command())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ the whole scene: windows are taken one row of windows at a time, blended into a 
 accumulator ``(window, width)``, and the rows no later window touches are written out.
 
 This is a core module: it imports no stage package. The scene is anything that satisfies
-:class:`SceneSource` (``data_prep.sentinel2.Scene`` does).
+:class:`solarmap.windows.SceneSource` (``data_prep.sentinel2.Scene`` does).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from solarmap.errors import CheckpointError, InputError
 from solarmap.geo import cog_writer, open_raster, output_dir, write_json, write_vector
 from solarmap.model import Checkpoint
 from solarmap.progress import track
+from solarmap.windows import SceneSource, read_padded
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ __all__ = [
     "POLYGON_COLUMNS",
     "PredictConfig",
     "PredictResult",
-    "SceneSource",
     "predict_scene",
     "probability_to_polygons",
 ]
@@ -66,23 +66,6 @@ _CHECKPOINT_KEYS = (
     "normalisation", "metrics", "created", "region",
 )  # fmt: skip
 _TIME_KEYS = ("read", "forward", "blend", "write", "polygonize")
-
-
-class SceneSource(Protocol):
-    """What :func:`predict_scene` needs of a scene (``data_prep.sentinel2.Scene`` has it).
-
-    ``info`` has ``crs``, ``transform``, ``width``, ``height``, ``bands`` (``tuple[str, ...]``),
-    ``scene_id`` (``str``), ``date`` (``str | None``) and ``source`` (``Path``).
-    """
-
-    @property
-    def info(self) -> Any: ...
-
-    def read(
-        self, window: Window | None = None, *, allow_full: bool = False
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(float32[B, h, w]`` reflectance 0-1 with NaN for no data, ``bool[h, w]`` valid)."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -196,27 +179,6 @@ class _Weights:
             wx = (self._rise if left else self._ones) * (self._fall if right else self._ones)
             self._cache[key] = np.outer(wy, wx).astype(np.float32)
         return self._cache[key]
-
-
-def _read_padded(
-    scene: SceneSource, row: int, col: int, height: int, width: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Read a box of the scene grid that may stick out of the scene; NaN / invalid outside.
-
-    Returns ``(float32[B, height, width], bool[height, width])``; pixels that are NaN in any band
-    are marked invalid and set to NaN in every band.
-    """
-    info = scene.info
-    h = min(height, info.height - row)
-    w = min(width, info.width - col)
-    x = np.full((len(info.bands), height, width), np.nan, dtype=np.float32)
-    valid = np.zeros((height, width), dtype=bool)
-    data, ok = scene.read(Window(col, row, w, h))
-    x[:, :h, :w] = data
-    valid[:h, :w] = ok
-    valid &= np.isfinite(x).all(axis=0)
-    x[:, ~valid] = np.nan  # invalid pixels (clouds too) enter the model as the band mean
-    return x, valid
 
 
 def _checkpoint_id(checkpoint: Checkpoint) -> str:
@@ -355,7 +317,7 @@ def _predict_to_cog(
                 r, c0 = rows[k], chunk[0]
                 t = time.perf_counter()
                 span = chunk[-1] + S - c0
-                x, valid = _read_padded(scene, r, c0, S, span)
+                x, valid = read_padded(scene, Window(c0, r, span, S))
                 stack = np.stack([x[:, :, c - c0 : c - c0 + S] for c in chunk])
                 has_data = np.array([valid[:, c - c0 : c - c0 + S].any() for c in chunk])
                 seconds["read"] += time.perf_counter() - t

@@ -14,14 +14,17 @@ attribution has a closed form:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 import torch
 from torch import nn
 
 from solarmap.bands import BANDS
-from solarmap.model import ModelConfig, build_model
+from solarmap.model import Checkpoint, ModelConfig, build_model
+from tests.conftest import ORIGIN, write_float_scene
 
 #: Weights of :class:`LinearSegmenter`, one per band, all different and of both signs.
 LINEAR_WEIGHTS: tuple[float, ...] = (0.5, -1.0, 2.0, 0.25, -0.5, 1.5, -2.0, 0.75, 1.0, -0.25)
@@ -124,3 +127,29 @@ def tiny_unet() -> nn.Module:
         torch.manual_seed(0)
         model = build_model(ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8)))
     return model.eval()
+
+
+def linear_checkpoint(bands: tuple[str, ...] = BANDS) -> Checkpoint:
+    """A checkpoint around :class:`LinearSegmenter` (known gradients), identity normalisation."""
+    return Checkpoint(
+        model=LinearSegmenter(),
+        config=ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8)),
+        bands=bands,
+        mean=[0.0] * 10,
+        std=[1.0] * 10,
+        threshold=0.5,
+        chip_size=64,
+    )
+
+
+@pytest.fixture
+def bright_scene(tmp_path: Path) -> tuple[Path, tuple[float, float]]:
+    """A scene with a bright 2×2 feature at a known map coordinate inside the target box."""
+    path = write_float_scene(tmp_path / "s.tif", size=(120, 160), solar_box=(40, 50, 80, 110))
+    with rasterio.open(path, "r+") as dst:
+        data = dst.read()
+        data[:, 61:63, 90:92] *= 8  # rows 61-62, cols 90-91
+        dst.write(data)
+    x = ORIGIN[0] + 91 * 10.0  # the shared corner of the 2×2 feature
+    y = ORIGIN[1] - 62 * 10.0
+    return path, (x, y)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from attribute.ablation import band_ablation, baseline_tensor, cost_band_ablation
-from attribute.base import CountingFn
+from attribute.ablation import band_ablation, cost_band_ablation
+from attribute.base import CountingFn, baseline_tensor
 from attribute.targets import RegionTarget
 from solarmap.bands import BAND_GROUPS, BANDS
 from solarmap.errors import InputError

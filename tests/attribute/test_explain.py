@@ -13,39 +13,13 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 from shapely.geometry import box
 
-from attribute.explain import ExplainConfig, Target, explain_scene, parse_targets
+from attribute.explain import ExplainConfig, explain_scene
+from attribute.targets import Target, parse_targets
 from data_prep.sentinel2 import open_scene
-from solarmap.bands import BANDS
 from solarmap.cli import main
 from solarmap.errors import InputError
-from solarmap.model import Checkpoint, ModelConfig
-from tests.attribute.conftest import LinearSegmenter
+from tests.attribute.conftest import linear_checkpoint
 from tests.conftest import CRS, ORIGIN, reordered_checkpoint, write_float_scene
-
-
-def _checkpoint(bands: tuple[str, ...] = BANDS) -> Checkpoint:
-    return Checkpoint(
-        model=LinearSegmenter(),
-        config=ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8)),
-        bands=bands,
-        mean=[0.0] * 10,
-        std=[1.0] * 10,
-        threshold=0.5,
-        chip_size=64,
-    )
-
-
-@pytest.fixture
-def bright_scene(tmp_path: Path) -> tuple[Path, tuple[float, float]]:
-    """A scene with a bright 2×2 feature at a known map coordinate inside the target box."""
-    path = write_float_scene(tmp_path / "s.tif", size=(120, 160), solar_box=(40, 50, 80, 110))
-    with rasterio.open(path, "r+") as dst:
-        data = dst.read()
-        data[:, 61:63, 90:92] *= 8  # rows 61-62, cols 90-91
-        dst.write(data)
-    x = ORIGIN[0] + 91 * 10.0  # the shared corner of the 2×2 feature
-    y = ORIGIN[1] - 62 * 10.0
-    return path, (x, y)
 
 
 def test_attribution_is_on_the_window_grid_and_finds_the_feature(bright_scene, tmp_path) -> None:
@@ -54,7 +28,7 @@ def test_attribution_is_on_the_window_grid_and_finds_the_feature(bright_scene, t
     target = Target(1, "polygon", box(x0 + 500, y0 - 800, x0 + 1100, y0 - 400))
     cfg = ExplainConfig(methods=("saliency", "input_x_gradient"), reductions=("max_abs",))
     with open_scene(path) as scene:
-        res = explain_scene(scene, _checkpoint(), [target], tmp_path / "ex", config=cfg)
+        res = explain_scene(scene, linear_checkpoint(), [target], tmp_path / "ex", config=cfg)
         scene_tr = scene.info.transform
     summary = json.loads((tmp_path / "ex" / "target_1" / "target.json").read_text())
     col, row, w, h = summary["window"]
@@ -180,12 +154,11 @@ def test_perturbation_and_superpixel_methods_write_tables_and_polygons(
     target = Target(7, "polygon", box(x0 + 500, y0 - 800, x0 + 1100, y0 - 400))
     cfg = ExplainConfig(
         methods=("band_ablation", "group_ablation", "occlusion", "l_shapley", "kernel_shap"),
-        n_segments=16,
-        shap_samples=64,
+        options={"n_segments": 16, "shap_samples": 64},
     )
     caplog.set_level(logging.INFO, logger="attribute.explain")
     with open_scene(path) as scene:
-        res = explain_scene(scene, _checkpoint(), [target], tmp_path / "ex", config=cfg)
+        res = explain_scene(scene, linear_checkpoint(), [target], tmp_path / "ex", config=cfg)
     folder = tmp_path / "ex" / "target_7"
     spent = res.targets[0]["costs"]
     for name in cfg.methods:  # the cost stated before running is the cost spent
@@ -205,12 +178,12 @@ def test_baselines_reach_the_methods(bright_scene, tmp_path: Path) -> None:
     x0, y0 = ORIGIN
     target = Target(2, "polygon", box(x0 + 500, y0 - 800, x0 + 1100, y0 - 400))
     with pytest.raises(InputError):
-        ExplainConfig(ig_baseline="noise")  # type: ignore[arg-type]
+        ExplainConfig(options={"ig_baseline": "noise"})
     deltas = {}
     for name in ("zero", "blur"):
         cfg = ExplainConfig(methods=("integrated_gradients", "band_ablation"), baseline=name)
         with open_scene(path) as scene:
-            res = explain_scene(scene, _checkpoint(), [target], tmp_path / name, config=cfg)
+            res = explain_scene(scene, linear_checkpoint(), [target], tmp_path / name, config=cfg)
         extra = res.targets[0]["extra"]
         assert extra["integrated_gradients"]["baseline"] == "blur"  # IG's own default
         assert extra["integrated_gradients"]["converged"]

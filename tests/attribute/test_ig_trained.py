@@ -8,8 +8,9 @@ import geopandas as gpd
 import pytest
 import torch
 
-from attribute.explain import read_target
-from attribute.integrated_gradients import integrated_gradients, make_baseline
+from attribute.base import make_baseline
+from attribute.integrated_gradients import integrated_gradients
+from attribute.targets import read_target
 from data_prep.sentinel2 import open_scene
 from solarmap.model import load_checkpoint
 

@@ -11,14 +11,13 @@ import torch
 from captum.attr import IntegratedGradients
 from torch import nn
 
-from attribute.base import Cost
+from attribute.base import Cost, make_baseline
 from attribute.integrated_gradients import (
     CAPTUM_METHODS,
     GROWTH,
     cost_integrated_gradients,
     ig_schedule,
     integrated_gradients,
-    make_baseline,
 )
 from attribute.targets import RegionTarget
 from solarmap.errors import InputError
