@@ -1,5 +1,5 @@
 """``python -m solarmap``."""
 
-from solarmap.cli import run
+from solarmap.app.cli import run
 
 run()

@@ -8,12 +8,12 @@ import geopandas as gpd
 import pytest
 import rasterio
 
-from solarmap.cli import main
+from solarmap.app.cli import main
 
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from solarmap.demo import load_summary
+    from solarmap.app.demo import load_summary
 
     out = tmp_path / "demo"
     assert main(["-q", "demo", "--out", str(out)]) == 0

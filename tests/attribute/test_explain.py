@@ -16,7 +16,7 @@ from shapely.geometry import box
 from attribute.explain import ExplainConfig, explain_scene
 from attribute.targets import Target, parse_targets
 from data_prep.sentinel2 import open_scene
-from solarmap.cli import main
+from solarmap.app.cli import main
 from solarmap.errors import InputError
 from tests.attribute.conftest import linear_checkpoint
 from tests.conftest import CRS, ORIGIN, reordered_checkpoint, write_float_scene

@@ -89,7 +89,7 @@ def test_a_toy_method_runs_through_explain_from_its_declaration_alone(
 
 
 def test_the_cli_offers_a_new_methods_options_and_lists_it(toy: Method) -> None:
-    from solarmap.cli import _explain_command
+    from solarmap.app.cli import _explain_command
 
     app = typer.Typer()
     app.command("explain")(_explain_command())

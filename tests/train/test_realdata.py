@@ -10,8 +10,8 @@ import geopandas as gpd
 import pytest
 import rasterio
 
+from solarmap.app.cli import main
 from solarmap.bands import BANDS
-from solarmap.cli import main
 from tests.conftest import AUSTRIA, needs_realdata
 
 

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
+from solarmap.app.logs import configure_logging
 from solarmap.errors import InputError, SolarmapError
-from solarmap.logs import configure_logging
 from solarmap.progress import set_progress
 
 log = logging.getLogger("solarmap")
@@ -276,7 +276,7 @@ def demo(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
 ) -> None:
     """Run the whole spine on the built-in demo region: data, training, prediction, metrics."""
-    from solarmap.demo import run_demo
+    from solarmap.app.demo import run_demo
 
     summary = run_demo(out, size=size, minutes=minutes, overwrite=overwrite)
     typer.echo(summary.text)

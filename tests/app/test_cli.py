@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from solarmap.cli import main
+from solarmap.app.cli import main
 from tests.conftest import (
     box_polygon_4326,
     reordered_checkpoint,
