@@ -324,22 +324,22 @@ def _smoothgrad(ctx: MethodContext, f: ScalarFn, x: torch.Tensor) -> Attribution
     )
 
 
+def _plain(
+    name: str, fn: Callable[..., Attribution], cost: Callable[[], Cost], what: str
+) -> Method:
+    return Method(
+        name=name,
+        family="gradient",
+        summary=f"{what} per band and pixel; 1 forward + 1 backward pass",
+        cost=lambda ctx: cost(),
+        run=lambda ctx, f, x: fn(f, x, reductions=ctx.settings.reductions),
+    )
+
+
 #: The methods this module gives the registry.
 METHODS: tuple[Method, ...] = (
-    Method(
-        name="saliency",
-        family="gradient",
-        summary="gradient of the target per band and pixel; 1 forward + 1 backward pass",
-        cost=lambda ctx: cost_saliency(),
-        run=lambda ctx, f, x: saliency(f, x, reductions=ctx.settings.reductions),  # type: ignore[arg-type]
-    ),
-    Method(
-        name="input_x_gradient",
-        family="gradient",
-        summary="input times gradient per band and pixel; 1 forward + 1 backward pass",
-        cost=lambda ctx: cost_input_x_gradient(),
-        run=lambda ctx, f, x: input_x_gradient(f, x, reductions=ctx.settings.reductions),  # type: ignore[arg-type]
-    ),
+    _plain("saliency", saliency, cost_saliency, "gradient of the target"),
+    _plain("input_x_gradient", input_x_gradient, cost_input_x_gradient, "input times gradient"),
     Method(
         name="smoothgrad",
         family="gradient",
