@@ -396,6 +396,7 @@ class Method:
         run: ``(context, f, x) -> Attribution``.
         options: names of the :class:`Option` s it reads.
         check: optional budget check on the settings, run before any method runs.
+        bounded: the stated cost is the most the method can spend (a gate may stop early).
     """
 
     name: str
@@ -405,3 +406,4 @@ class Method:
     run: Callable[[MethodContext, ScalarFn, torch.Tensor], Attribution]
     options: tuple[str, ...] = ()
     check: Callable[[Settings], None] | None = None
+    bounded: bool = False

@@ -220,18 +220,25 @@ def _explain_one(
         shape=(int(region.shape[0]), int(region.shape[1])),
     )
     maps: dict[str, np.ndarray] = {}
+    band_meta: dict[str, dict[str, Any]] = {}
     table: list[dict[str, Any]] = []
     costs: dict[str, dict[str, int]] = {}
     extras: dict[str, Any] = {}
     reductions = check_reductions(cfg.reductions)
     for name in cfg.methods:
         method = REGISTRY[name]
-        log.info("target %s: %s costs %s", t.id, name, method.cost(ctx).describe())
+        stated = method.cost(ctx).describe()
+        log.info("target %s: %s costs %s%s", t.id, name, "at most " * method.bounded, stated)
         a = method.run(ctx, f, x)
+        if method.bounded:
+            log.info("target %s: %s spent %s", t.id, name, a.cost.describe())
         costs[name] = dataclasses.asdict(a.cost)
-        maps.update(a.maps)
+        new_maps = dict(a.maps)
         if a.per_band is not None and not a.maps:
-            maps.update(named_maps(name, a.per_band, reductions))
+            new_maps = named_maps(name, a.per_band, reductions)
+        maps.update(new_maps)
+        meta = _band_metadata(name, method.family, a.extra, baseline=cfg.baseline)
+        band_meta.update({key: {**meta, **_reduction_of(key)} for key in new_maps})
         if a.per_band is not None:
             imp = band_importance(a.per_band, region)
             table += [
@@ -254,11 +261,16 @@ def _explain_one(
         "TARGET_KIND": t.kind,
         "SCENE_ID": info.scene_id,
         "CHECKPOINT": checkpoint.metadata.get("path", ""),
-        "REDUCTION": cfg.reduction,
+        "TARGET_REDUCTION": cfg.reduction,  # of the logits over the target; bands say theirs
     }
     if maps:
         write_attribution_cog(
-            folder / "attribution.tif", maps, transform=tr, crs=info.crs, tags=tags
+            folder / "attribution.tif",
+            maps,
+            transform=tr,
+            crs=info.crs,
+            tags=tags,
+            band_tags=[band_meta[k] for k in maps],
         )
         quicklook_png(
             folder / "quicklook.png",
@@ -283,6 +295,29 @@ def _explain_one(
     }
     write_json(folder / "target.json", summary)
     return summary
+
+
+#: Scalar results of a method that each of its bands carries as metadata.
+_BAND_EXTRAS = ("rule", "steps", "completeness_error", "converged", "window", "layer", "n_samples")
+
+
+def _band_metadata(
+    name: str, family: str, extra: Mapping[str, Any], *, baseline: str
+) -> dict[str, Any]:
+    """What a band of ``attribution.tif`` says of the method that made it."""
+    meta: dict[str, Any] = {"METHOD": name, "FAMILY": family}
+    if family != "gradient" or "baseline" in extra:
+        meta["BASELINE"] = extra.get("baseline", baseline)
+    for key in _BAND_EXTRAS:
+        if key in extra and isinstance(extra[key], str | int | float | bool):
+            meta[key.upper()] = extra[key]
+    return meta
+
+
+def _reduction_of(key: str) -> dict[str, str]:
+    """``{"REDUCTION": "max_abs"}`` for a band ``"saliency:max_abs"``; ``{}`` for a 2-D map."""
+    _, sep, reduction = key.partition(":")
+    return {"REDUCTION": reduction} if sep else {}
 
 
 def _table_keys(rows: list[dict[str, Any]]) -> list[str]:

@@ -33,8 +33,10 @@ def write_attribution_cog(
     transform: Affine,
     crs: Any,
     tags: Mapping[str, Any] | None = None,
+    band_tags: Sequence[Mapping[str, Any]] | None = None,
 ) -> Path:
-    """Write 2-D maps ``{description: float[H, W]}`` as one multi-band float32 COG.
+    """Write 2-D maps ``{description: float[H, W]}`` as one multi-band float32 COG, with
+    ``band_tags`` (one mapping per map, in order) as each band's metadata.
 
     Raises:
         InputError: when there is no map or the maps differ in shape.
@@ -53,6 +55,7 @@ def write_attribution_cog(
         nodata=float("nan"),
         descriptions=list(maps),
         tags=tags,
+        band_tags=band_tags,
         overview_resampling="average",
     )
 

@@ -440,5 +440,6 @@ METHODS: tuple[Method, ...] = (
         run=_run,
         options=("ig_baseline", "ig_steps", "ig_max_steps", "ig_rule", "tolerance"),
         check=_check,
+        bounded=True,
     ),
 )

@@ -117,6 +117,21 @@ def test_cli_explain_point_and_errors(tiny_checkpoint, tmp_path, capsys) -> None
     capsys.readouterr()
     with rasterio.open(tmp_path / "ok" / "target_0" / "attribution.tif") as src:
         assert "integrated_gradients:max_abs" in src.descriptions
+        ig = src.tags(src.descriptions.index("integrated_gradients:sum") + 1)
+        sal = src.tags(src.descriptions.index("saliency:max_abs") + 1)
+        assert src.tags()["TARGET_REDUCTION"] == "sum" and "REDUCTION" not in src.tags()
+    assert (ig["METHOD"], ig["REDUCTION"], ig["BASELINE"]) == (
+        "integrated_gradients",
+        "sum",
+        "blur",
+    )
+    gate = json.loads((tmp_path / "ok" / "target_0" / "target.json").read_text())["extra"]
+    assert int(ig["STEPS"]) == gate["integrated_gradients"]["steps"]
+    assert float(ig["COMPLETENESS_ERROR"]) == pytest.approx(
+        gate["integrated_gradients"]["completeness_error"]
+    )
+    assert (sal["METHOD"], sal["REDUCTION"], sal["FAMILY"]) == ("saliency", "max_abs", "gradient")
+    assert "BASELINE" not in sal
     nocrs = tmp_path / "nocrs.geojson"
     gpd.GeoDataFrame(geometry=[box(x0, y0 - 100, x0 + 100, y0)]).to_file(nocrs)
     cases = {
@@ -164,6 +179,9 @@ def test_perturbation_and_superpixel_methods_write_tables_and_polygons(
     for name in cfg.methods:  # the cost stated before running is the cost spent
         stated = f"{name} costs {spent[name]['forward']} forward + 0 backward passes"
         assert stated in caplog.text, name
+    with rasterio.open(folder / "attribution.tif") as src:
+        occ = src.tags(src.descriptions.index("occlusion") + 1)
+    assert (occ["METHOD"], occ["BASELINE"], occ["WINDOW"]) == ("occlusion", "zero", "8")
     table = (folder / "bands.csv").read_text()
     assert "group_ablation" in table and "swir" in table and "B12" in table
     for name in ("l_shapley", "kernel_shap"):
@@ -173,7 +191,12 @@ def test_perturbation_and_superpixel_methods_write_tables_and_polygons(
         assert {"occlusion", "l_shapley", "kernel_shap"} <= set(src.descriptions)
 
 
-def test_baselines_reach_the_methods(bright_scene, tmp_path: Path) -> None:
+def test_baselines_reach_the_methods(
+    bright_scene, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="attribute.explain")
     path, _ = bright_scene
     x0, y0 = ORIGIN
     target = Target(2, "polygon", box(x0 + 500, y0 - 800, x0 + 1100, y0 - 400))
@@ -189,4 +212,8 @@ def test_baselines_reach_the_methods(bright_scene, tmp_path: Path) -> None:
         assert extra["integrated_gradients"]["converged"]
         rows = json.loads((tmp_path / name / "target_2" / "bands.json").read_text())
         deltas[name] = [r["delta"] for r in rows if r["method"] == "band_ablation"]
+        spent = res.targets[0]["costs"]["integrated_gradients"]
+        # The gate's cap is stated as a cap, and what it spent is logged after it ran.
+        assert "integrated_gradients costs at most 326 forward + 324 backward" in caplog.text
+        assert f"spent {spent['forward']} forward + {spent['backward']} backward" in caplog.text
     assert not np.allclose(deltas["zero"], deltas["blur"])  # the perturbation baseline counts

@@ -72,6 +72,7 @@ def test_a_toy_method_runs_through_explain_from_its_declaration_alone(
     with open_scene(path) as scene:
         res = explain_scene(scene, linear_checkpoint(), [target], tmp_path / "ex", config=cfg)
     assert "toy costs 1 forward + 0 backward passes" in caplog.text
+    assert "saliency costs 1 forward + 1 backward passes" in caplog.text
     assert res.targets[0]["costs"]["toy"] == {"forward": 1, "backward": 0}
     with rasterio.open(tmp_path / "ex" / "target_3" / "attribution.tif") as src:
         assert src.descriptions == ("toy:max_abs", "saliency:max_abs")
