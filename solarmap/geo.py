@@ -157,12 +157,47 @@ def write_text(path: PathLike, text: str) -> Path:
     return p
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def remove_stale_partials(path: PathLike) -> list[Path]:
+    """Remove the half-written siblings ``.NAME.<pid>-*.partial`` of ``path`` whose process is
+    gone (killed before it could clean up); return what was removed.
+
+    A partial folder whose owner still runs, or whose name carries no process id, is kept.
+    """
+    p = Path(path)
+    removed = []
+    for stale in sorted(p.parent.glob(f".{glob_escape(p.name)}.*.partial")):
+        owner = stale.name[len(p.name) + 2 :].partition("-")[0]
+        if not owner.isdigit() or _process_alive(int(owner)):
+            continue
+        shutil.rmtree(stale, ignore_errors=True)
+        log.warning("removed %s, left half-written by process %s, which is gone", stale, owner)
+        removed.append(stale)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob wildcards escaped."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
 @contextlib.contextmanager
 def output_dir(path: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Build an output folder atomically.
 
-    Yields a temporary folder beside ``path``. If the block succeeds the temporary folder
-    replaces ``path``; if it raises, the temporary folder is removed and ``path`` is untouched.
+    Yields a temporary folder ``.NAME.<pid>-<random>.partial`` beside ``path``. If the block
+    succeeds the temporary folder replaces ``path``; if it raises (an interrupt too), the
+    temporary folder is removed and ``path`` is untouched. Partial folders that an earlier,
+    killed process left beside ``path`` are removed first (:func:`remove_stale_partials`).
 
     Raises:
         OutputExistsError: if ``path`` exists and ``overwrite`` is false.
@@ -171,7 +206,10 @@ def output_dir(path: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     if p.exists() and not overwrite:
         raise OutputExistsError(f"{p}: output folder exists; pass --overwrite or choose another")
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".partial", dir=p.parent))
+    remove_stale_partials(p)
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f".{p.name}.{os.getpid()}-", suffix=".partial", dir=p.parent)
+    )
     umask = os.umask(0)
     os.umask(umask)
     tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; the output should look like any mkdir

@@ -7,10 +7,13 @@ them.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -376,10 +379,42 @@ def _explain_command() -> Callable[..., None]:
 app.command("explain")(_explain_command())
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app, turning solarmap errors into one line and exit code 2."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: unwinds like KeyboardInterrupt (every half-written output is
+    removed on the way), but past click and typer, which would turn it into an exit code."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _signals_unwind() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`Interrupted` while the block runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        app(args=argv, prog_name="solarmap", standalone_mode=False)
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning solarmap errors into one line and exit code 2, and
+    SIGINT / SIGTERM into ``solarmap: interrupted`` and exit code 130 / 143."""
+    try:
+        with _signals_unwind():
+            app(args=argv, prog_name="solarmap", standalone_mode=False)
+    except Interrupted as err:
+        print("solarmap: interrupted", file=sys.stderr)
+        return 128 + err.signum
     except SolarmapError as err:
         print(f"solarmap: error: {err}", file=sys.stderr)
         return 2

@@ -1,16 +1,34 @@
-"""Logging set-up for the command line (library code only creates loggers)."""
+"""Logging set-up for the command line (library code only creates loggers).
+
+Logs go to stderr, results to stdout. On a terminal they are drawn by rich; otherwise (pipes,
+files, CI) they are plain lines, one per record and never wrapped, so scripts can grep them.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 
+from rich.console import Console
 from rich.logging import RichHandler
 
 
 def configure_logging(verbosity: int) -> None:
     """Configure the root logger: -1 quiet (warnings), 0 info, 1+ debug."""
     level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
-    handler = RichHandler(show_time=False, show_path=False, markup=False, rich_tracebacks=False)
-    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        handler = RichHandler(
+            console=Console(stderr=True),
+            show_time=False,
+            show_path=False,
+            markup=False,
+            rich_tracebacks=False,
+        )
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     for noisy in ("rasterio", "fiona", "pyogrio", "matplotlib", "urllib3", "PIL", "distributed"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

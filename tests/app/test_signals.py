@@ -1,0 +1,105 @@
+"""Interrupted and killed runs: exit codes scripts can see, nothing under the final name, and
+the next run cleans up what a killed one left.
+
+Each case runs the real command in a subprocess, waits until it has begun writing (its hidden
+``.NAME.<pid>-*.partial`` folder appears), then signals it. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+WAIT_S = 180  # the most any wait here lasts
+
+
+@pytest.fixture(scope="module")
+def region(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1024² demo region: large enough that prepare and predict run for seconds."""
+    from data_prep.synthetic import RegionConfig, generate_region
+
+    root = tmp_path_factory.mktemp("signals")
+    return generate_region(root / "region", RegionConfig(seed=1, size=1024)).scene.parent
+
+
+def _start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "solarmap", "-q", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _partials(out: Path) -> list[Path]:
+    return sorted(out.parent.glob(f".{out.name}.*.partial"))
+
+
+def _signal_once_writing(proc: subprocess.Popen[str], out: Path, sig: int) -> tuple[int, str]:
+    """Send ``sig`` once ``out``'s partial folder exists; the exit code and stderr."""
+    deadline = time.monotonic() + WAIT_S
+    while not _partials(out):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            _, err = proc.communicate()
+            pytest.fail(f"never began writing {out} (exit {proc.returncode}): {err[-2000:]}")
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=WAIT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"still running {WAIT_S} s after signal {sig}")
+    return proc.returncode, err
+
+
+def _check_interrupted(args: tuple[str, ...], out: Path) -> None:
+    for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        rc, err = _signal_once_writing(_start(*args), out, sig)
+        lines = err.strip().splitlines()
+        assert rc == code, (sig, rc, err[-2000:])
+        assert lines[-1] == "solarmap: interrupted" and "Traceback" not in err, err[-2000:]
+        assert not out.exists() and not _partials(out), sig
+
+
+def _check_killed_then_rerun(args: tuple[str, ...], out: Path) -> None:
+    rc, _ = _signal_once_writing(_start(*args), out, signal.SIGKILL)
+    assert rc == -signal.SIGKILL
+    (left,) = _partials(out)  # a killed process cannot clean up ...
+    rerun = subprocess.run(
+        [sys.executable, "-m", "solarmap", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S * 2,
+        check=False,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"removed {left}" in rerun.stderr  # ... so the next run does, and says so
+    assert out.is_dir() and not _partials(out)
+
+
+def test_prepare_interrupted_terminated_and_killed(region: Path, tmp_path: Path) -> None:
+    out = tmp_path / "prepared"
+    args = ("prepare", "--scene", str(region / "scene.tif"), "--labels", str(region / "labels.osm"))
+    args += ("--out", str(out))
+    _check_interrupted(args, out)
+    _check_killed_then_rerun(args, out)
+
+
+def test_predict_interrupted_terminated_and_killed(
+    region: Path, trained_unet: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    checkpoint, _, _ = trained_unet
+    out = tmp_path / "prediction"
+    args = ("predict", "--scene", str(region / "scene.tif"), "--checkpoint", str(checkpoint))
+    args += ("--out", str(out))
+    _check_interrupted(args, out)
+    _check_killed_then_rerun(args, out)
