@@ -52,7 +52,14 @@ from shapely.geometry import LineString, MultiPolygon, Point, Polygon, box
 from shapely.geometry.base import BaseGeometry
 from skimage.draw import line_aa
 
-from solarmap.bands import BANDS, NATIVE_RESOLUTION_M
+from solarmap.bands import (
+    BANDS,
+    L2A_BOA_ADD_OFFSET,
+    L2A_QUANTIFICATION,
+    NATIVE_RESOLUTION_M,
+    SCL_CLASSES,
+    SclClass,
+)
 from solarmap.errors import InputError
 from solarmap.geo import cog_writer, write_cog, write_json, write_text, write_vector
 
@@ -65,6 +72,7 @@ __all__ = [
     "GENERATOR_VERSION",
     "LANDCOVER_CLASSES",
     "SCL_CLASSES",
+    "SCL_WRITTEN",
     "SPECTRA",
     "RegionConfig",
     "RegionFiles",
@@ -80,9 +88,10 @@ SpuriousCue = Literal["none", "pad", "snow"]
 #: Upper-left corner (easting, northing) of seed 0 in the default CRS (UTM 43N, Karnataka).
 DEFAULT_ORIGIN: Final[tuple[float, float]] = (700000.0, 1560000.0)
 
-#: L2A encoding: reflectance = (DN + BOA_ADD_OFFSET) / BOA_QUANTIFICATION_VALUE (baseline 04.00+).
-BOA_ADD_OFFSET: Final = -1000
-BOA_QUANTIFICATION_VALUE: Final = 10000
+#: L2A encoding, named as in the scene tags: reflectance = (DN + BOA_ADD_OFFSET) /
+#: BOA_QUANTIFICATION_VALUE (:mod:`solarmap.bands`).
+BOA_ADD_OFFSET: Final = L2A_BOA_ADD_OFFSET
+BOA_QUANTIFICATION_VALUE: Final = L2A_QUANTIFICATION
 
 #: Classes of ``landcover.tif`` (10 m, uint8). 0 marks the no-data strip.
 LANDCOVER_CLASSES: Final[dict[int, str]] = {
@@ -97,18 +106,22 @@ LANDCOVER_CLASSES: Final[dict[int, str]] = {
     8: "spurious pad",
 }
 
-#: Sen2Cor scene classification codes used in ``scene_SCL.tif`` (20 m, uint8).
-SCL_CLASSES: Final[dict[int, str]] = {
-    0: "no data",
-    3: "cloud shadow",
-    4: "vegetation",
-    5: "not vegetated",
-    6: "water",
-    8: "cloud medium probability",
-    9: "cloud high probability",
-    10: "thin cirrus",
-    11: "snow",
-}
+#: The scene classification classes (:data:`~solarmap.bands.SCL_CLASSES`) the generator writes
+#: in ``scene_SCL.tif`` (20 m, uint8).
+SCL_WRITTEN: Final[tuple[int, ...]] = tuple(
+    int(c)
+    for c in (
+        SclClass.NO_DATA,
+        SclClass.CLOUD_SHADOW,
+        SclClass.VEGETATION,
+        SclClass.NOT_VEGETATED,
+        SclClass.WATER,
+        SclClass.CLOUD_MEDIUM_PROBABILITY,
+        SclClass.CLOUD_HIGH_PROBABILITY,
+        SclClass.THIN_CIRRUS,
+        SclClass.SNOW,
+    )
+)
 
 #: Surface reflectance (0-1) of the end-members, bands in :data:`BANDS` order. Vegetation, bare
 #: soil, water, asphalt, settlement and snow follow published Sentinel-2 L2A values; panels are
@@ -1170,9 +1183,9 @@ def _synthesise_strip(
     nir20 = _block_mean(refl[BANDS.index("B08")], 2)
     ndvi = (nir20 - red20) / np.maximum(nir20 + red20, 1e-4)
     lc20 = landcover[r0:r1:2, ::2]
-    scl = np.where(ndvi > 0.4, 4, 5).astype(np.uint8)
-    scl[lc20 == 3] = 6
-    scl[lc20 == 6] = 11
+    scl = np.where(ndvi > 0.4, SclClass.VEGETATION, SclClass.NOT_VEGETATED).astype(np.uint8)
+    scl[lc20 == 3] = SclClass.WATER  # land cover water
+    scl[lc20 == 6] = SclClass.SNOW  # land cover snow
 
     s = shadow[rows]
     a = cloud[rows]
@@ -1185,12 +1198,12 @@ def _synthesise_strip(
         refl[i] = np.repeat(np.repeat(_block_mean(refl[i], 2), 2, axis=0), 2, axis=1)
 
     a20, s20 = _block_mean(a, 2), _block_mean(s, 2)
-    scl[(s20 >= 0.3) & (a20 < 0.1)] = 3
-    scl[a20 >= 0.1] = 10
-    scl[a20 >= 0.3] = 8
-    scl[a20 >= 0.55] = 9
+    scl[(s20 >= 0.3) & (a20 < 0.1)] = SclClass.CLOUD_SHADOW
+    scl[a20 >= 0.1] = SclClass.THIN_CIRRUS
+    scl[a20 >= 0.3] = SclClass.CLOUD_MEDIUM_PROBABILITY
+    scl[a20 >= 0.55] = SclClass.CLOUD_HIGH_PROBABILITY
     nd = land.nodata[rows]
-    scl[nd[::2, ::2]] = 0
+    scl[nd[::2, ::2]] = SclClass.NO_DATA
 
     refl *= BOA_QUANTIFICATION_VALUE
     refl -= BOA_ADD_OFFSET
@@ -1466,7 +1479,7 @@ def generate_region(out_dir: Path, config: RegionConfig = RegionConfig()) -> Reg
       order (descriptions set), L2A digital numbers ``DN = reflectance * 10000 + 1000`` (tags
       ``BOA_ADD_OFFSET=-1000``, ``BOA_QUANTIFICATION_VALUE=10000``, GDAL scale 1e-4 and offset
       -0.1), nodata 0, plus ``SCENE_ID``, ``DATETIME``, ``SPACECRAFT``, ``PROCESSING_BASELINE``.
-    - ``scene_SCL.tif``: COG ``uint8[size/2, size/2]``, Sen2Cor classes (:data:`SCL_CLASSES`).
+    - ``scene_SCL.tif``: COG ``uint8[size/2, size/2]``, Sen2Cor classes (:data:`SCL_WRITTEN`).
     - ``landcover.tif``: COG ``uint8[size, size]``, :data:`LANDCOVER_CLASSES`.
     - ``labels.osm``: OSM XML 0.6: mapped plants (closed ways and multipolygon relations),
       panel rows as generators, orphan generators, roads and land use. Unmapped farms are absent.
@@ -1562,7 +1575,7 @@ def _generate(out: Path, config: RegionConfig) -> RegionFiles:
 
     n_px = landcover.size
     shares = np.bincount(landcover.ravel(), minlength=len(LANDCOVER_CLASSES)) / n_px
-    scl_share = np.bincount(scl.ravel(), minlength=12) / scl.size
+    scl_share = np.bincount(scl.ravel(), minlength=len(SCL_CLASSES)) / scl.size
     summary = {
         "generator": "data_prep.synthetic",
         "generator_version": GENERATOR_VERSION,
@@ -1582,7 +1595,7 @@ def _generate(out: Path, config: RegionConfig) -> RegionFiles:
         "landcover_share": {
             LANDCOVER_CLASSES[k]: round(float(shares[k]), 5) for k in LANDCOVER_CLASSES
         },
-        "scl_share": {SCL_CLASSES[k]: round(float(scl_share[k]), 5) for k in SCL_CLASSES},
+        "scl_share": {SCL_CLASSES[k]: round(float(scl_share[k]), 5) for k in SCL_WRITTEN},
         "files": {k: v.name for k, v in dataclasses.asdict(files).items() if k != "root"},
     }
     write_json(files.config, summary)
