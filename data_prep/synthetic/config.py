@@ -74,47 +74,26 @@ class RegionConfig:
     snow: bool = False
 
     def __post_init__(self) -> None:
-        def whole(name: str, value: Any, lo: int, hi: int) -> None:
-            if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                raise InputError(f"RegionConfig.{name}={value!r}: give a whole number")
-            if not lo <= value <= hi:
-                raise InputError(f"RegionConfig.{name}={value}: choose {lo} to {hi}")
+        crs = self._check()
+        self._to_plain_types()
+        lon_lat = Transformer.from_crs(crs, 4326, always_xy=True).transform(*self.resolved_origin)
+        if not all(math.isfinite(v) for v in lon_lat):
+            raise InputError(
+                f"RegionConfig.origin={self.resolved_origin}: outside EPSG:{self.epsg}; "
+                "give an origin inside the CRS's area of use"
+            )
 
-        def share(name: str, value: Any, hi: float) -> None:
-            if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
-                raise InputError(f"RegionConfig.{name}={value!r}: give a number from 0 to {hi}")
-            if not 0.0 <= float(value) <= hi:
-                raise InputError(f"RegionConfig.{name}={value}: choose 0 to {hi}")
-
-        whole("seed", self.seed, 0, 2**63 - 1)
-        whole("size", self.size, 64, 16384)
+    def _check(self) -> CRS:
+        """Refuse values out of range or of the wrong type; return the CRS."""
+        _check_whole("seed", self.seed, 0, 2**63 - 1)
+        _check_whole("size", self.size, 64, 16384)
         if self.size % 2:
             raise InputError(
                 f"RegionConfig.size={self.size}: give an even size, so the 20 m SCL grid covers "
                 "the same extent"
             )
-        whole("epsg", self.epsg, 1024, 999999)
-        try:
-            crs = CRS.from_epsg(int(self.epsg))
-        except CRSError as err:
-            raise InputError(f"RegionConfig.epsg={self.epsg}: unknown EPSG code") from err
-        units = {ax.unit_name for ax in crs.axis_info}
-        if not crs.is_projected or units != {"metre"}:
-            raise InputError(
-                f"RegionConfig.epsg={self.epsg}: not a projected CRS in metres; "
-                "give a UTM code such as 32643"
-            )
-        if self.origin is not None and (
-            not isinstance(self.origin, tuple | list)
-            or len(self.origin) != 2
-            or not all(
-                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-                for v in self.origin
-            )
-        ):
-            raise InputError(
-                f"RegionConfig.origin={self.origin!r}: give (easting, northing) in metres"
-            )
+        crs = _check_epsg(self.epsg)
+        _check_origin(self.origin)
         try:
             dt.date.fromisoformat(str(self.date))
         except ValueError as err:
@@ -122,11 +101,11 @@ class RegionConfig:
                 f"RegionConfig.date={self.date!r}: give an ISO date YYYY-MM-DD"
             ) from err
         if self.n_farms is not None:
-            whole("n_farms", self.n_farms, 1, 100000)
-        share("unmapped_fraction", self.unmapped_fraction, 1.0)
-        share("orphan_generator_fraction", self.orphan_generator_fraction, 1.0)
-        share("cloud_fraction", self.cloud_fraction, 0.5)
-        share("nodata_fraction", self.nodata_fraction, 0.5)
+            _check_whole("n_farms", self.n_farms, 1, 100000)
+        _check_share("unmapped_fraction", self.unmapped_fraction, 1.0)
+        _check_share("orphan_generator_fraction", self.orphan_generator_fraction, 1.0)
+        _check_share("cloud_fraction", self.cloud_fraction, 0.5)
+        _check_share("nodata_fraction", self.nodata_fraction, 0.5)
         if self.spurious not in get_args(SpuriousCue):
             raise InputError(
                 f"RegionConfig.spurious={self.spurious!r}: choose one of "
@@ -134,7 +113,10 @@ class RegionConfig:
             )
         if not isinstance(self.snow, bool):
             raise InputError(f"RegionConfig.snow={self.snow!r}: give true or false")
-        # Plain Python types, so asdict() is JSON as is and equal configs compare equal.
+        return crs
+
+    def _to_plain_types(self) -> None:
+        """Plain Python types, so asdict() is JSON as is and equal configs compare equal."""
         for name in ("seed", "size", "epsg"):
             object.__setattr__(self, name, int(getattr(self, name)))
         if self.n_farms is not None:
@@ -148,12 +130,6 @@ class RegionConfig:
             object.__setattr__(self, name, float(getattr(self, name)))
         if self.origin is not None:
             object.__setattr__(self, "origin", (float(self.origin[0]), float(self.origin[1])))
-        lon_lat = Transformer.from_crs(crs, 4326, always_xy=True).transform(*self.resolved_origin)
-        if not all(math.isfinite(v) for v in lon_lat):
-            raise InputError(
-                f"RegionConfig.origin={self.resolved_origin}: outside EPSG:{self.epsg}; "
-                "give an origin inside the CRS's area of use"
-            )
 
     @property
     def resolved_origin(self) -> tuple[float, float]:
@@ -172,3 +148,45 @@ class RegionConfig:
     def area_km2(self) -> float:
         """Area of the region in km^2."""
         return (self.size * PIXEL_M / 1000.0) ** 2
+
+
+def _check_whole(name: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InputError(f"RegionConfig.{name}={value!r}: give a whole number")
+    if not lo <= value <= hi:
+        raise InputError(f"RegionConfig.{name}={value}: choose {lo} to {hi}")
+
+
+def _check_share(name: str, value: Any, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
+        raise InputError(f"RegionConfig.{name}={value!r}: give a number from 0 to {hi}")
+    if not 0.0 <= float(value) <= hi:
+        raise InputError(f"RegionConfig.{name}={value}: choose 0 to {hi}")
+
+
+def _check_epsg(epsg: Any) -> CRS:
+    """The CRS of an EPSG code, which must be projected and in metres."""
+    _check_whole("epsg", epsg, 1024, 999999)
+    try:
+        crs = CRS.from_epsg(int(epsg))
+    except CRSError as err:
+        raise InputError(f"RegionConfig.epsg={epsg}: unknown EPSG code") from err
+    units = {ax.unit_name for ax in crs.axis_info}
+    if not crs.is_projected or units != {"metre"}:
+        raise InputError(
+            f"RegionConfig.epsg={epsg}: not a projected CRS in metres; "
+            "give a UTM code such as 32643"
+        )
+    return crs
+
+
+def _check_origin(origin: Any) -> None:
+    if origin is not None and (
+        not isinstance(origin, tuple | list)
+        or len(origin) != 2
+        or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in origin
+        )
+    ):
+        raise InputError(f"RegionConfig.origin={origin!r}: give (easting, northing) in metres")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import shapely
@@ -35,8 +35,10 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Farm", "assign_roles", "place_farms", "render_farms"]
 
-#: Farms are rendered at 2 m: ``SUBPIXELS`` x ``SUBPIXELS`` sub-pixels per 10 m pixel.
-SUBPIXELS: Final = 5
+_SUBPIXELS: Final = 5  # farms are rendered at 2 m: 5 x 5 sub-pixels per 10 m pixel
+_SUBPIXEL_M: Final = PIXEL_M / _SUBPIXELS
+#: The layers of a farm rendering, by bit.
+_FOOTPRINT, _PANELS, _ROADS, _HOLE, _RING = range(5)
 _CLAIM_RING_M: Final = 45.0  # free ring around every farm: room for a pad, keeps farms apart
 _PLACE_PREFIXES: Final = (
     "Hosa", "Kere", "Bel", "Chikka", "Dodda", "Mala", "Sira", "Kudu", "Hale", "Nan",
@@ -55,6 +57,8 @@ _OPERATORS: Final = (
 
 @dataclass
 class Farm:
+    """One solar farm: geometry in the scene CRS, panel rows, ground mix and what OSM knows."""
+
     index: int
     outer: BaseGeometry  # union of blocks, no holes (world)
     footprint: BaseGeometry  # outer minus the hole (world)
@@ -84,6 +88,8 @@ class Farm:
 
 @dataclass
 class _FarmShape:
+    """A farm's outline in local metres (centred near 0), before it is placed."""
+
     outer: BaseGeometry
     hole: BaseGeometry | None
     hole_kind: str
@@ -93,6 +99,27 @@ class _FarmShape:
 
 def _farm_shape(rng: np.random.Generator, area_m2: float, *, want_hole: bool) -> _FarmShape:
     """Union of rectangular blocks (local metres, centred near 0), slightly rotated."""
+    blocks = _blocks(rng, area_m2)
+    union = shapely.union_all(blocks)
+    roads = _access_roads(rng, blocks)
+    hole, hole_kind = _hole(rng, blocks, union, area_m2) if want_hole else (None, "")
+    angle = rng.uniform(-8.0, 8.0)
+    union = affinity.rotate(union, angle, origin=(0, 0))
+    road_union = affinity.rotate(shapely.union_all(roads), angle, origin=(0, 0))
+    if hole is not None:
+        hole = affinity.rotate(hole, angle, origin=(0, 0))
+    return _FarmShape(
+        outer=union,
+        hole=hole,
+        hole_kind=hole_kind if hole else "",
+        roads=road_union,
+        n_blocks=len(blocks),
+    )
+
+
+def _blocks(rng: np.random.Generator, area_m2: float) -> list[Polygon]:
+    """One to four rectangles of ``area_m2`` together, each beside an earlier one (sometimes
+    across a gap), the first centred on 0; more blocks in larger farms."""
     area_ha = area_m2 / 10_000.0
     n_max = 1 + min(3, int(2 * math.log10(max(area_ha, 1.0))))
     n = int(rng.integers(1, n_max + 1))
@@ -116,13 +143,14 @@ def _farm_shape(rng: np.random.Generator, area_m2: float, *, want_hole: bool) ->
             x0 = rng.uniform(px0 - 0.5 * bw, px1 - 0.5 * bw)
             y0 = py1 + gap if side == 2 else py0 - gap - bh
         blocks.append(box(x0, y0, x0 + bw, y0 + bh))
-    union = shapely.union_all(blocks)
-    k = math.sqrt(area_m2 / union.area)
-    blocks = [affinity.scale(b, k, k, origin=(0, 0)) for b in blocks]
-    union = shapely.union_all(blocks)
+    # Overlaps shrink the union: scale it back to the area asked for.
+    k = math.sqrt(area_m2 / shapely.union_all(blocks).area)
+    return [affinity.scale(b, k, k, origin=(0, 0)) for b in blocks]
 
-    # Internal access roads (5 m), in each block's frame: one or two north-south, one east-west
-    # in tall blocks.
+
+def _access_roads(rng: np.random.Generator, blocks: list[Polygon]) -> list[Polygon]:
+    """Internal access roads (5 m), in each block's frame: one or two north-south, one
+    east-west in tall blocks."""
     roads: list[Polygon] = []
     for b in blocks:
         x0, y0, x1, y1 = b.bounds
@@ -133,111 +161,43 @@ def _farm_shape(rng: np.random.Generator, area_m2: float, *, want_hole: bool) ->
         if bh > 250:
             yr = y0 + bh * rng.uniform(0.3, 0.7)
             roads.append(box(x0, yr - 2.5, x1, yr + 2.5))
+    return roads
 
-    hole: BaseGeometry | None = None
-    hole_kind = ""
-    if want_hole:
-        big = max(blocks, key=lambda g: g.area)
-        hs = float(np.clip(math.sqrt(area_m2 * rng.uniform(0.03, 0.07)), 40.0, 160.0))
-        inner = union.buffer(-(hs / 2 + 25.0), join_style="mitre")
-        x0, y0, x1, y1 = big.bounds
-        hole_kind = "pond" if rng.random() < 0.5 else "substation"
-        for _ in range(30):
-            cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
-            if inner.contains(Point(cx, cy)):
-                if hole_kind == "pond":
-                    hole = Point(cx, cy).buffer(hs / 2, quad_segs=8)
-                else:
-                    hole = box(cx - hs / 2, cy - hs / 2, cx + hs / 2, cy + hs / 2)
-                break
-    angle = rng.uniform(-8.0, 8.0)
-    union = affinity.rotate(union, angle, origin=(0, 0))
-    road_union = affinity.rotate(shapely.union_all(roads), angle, origin=(0, 0))
-    if hole is not None:
-        hole = affinity.rotate(hole, angle, origin=(0, 0))
-    return _FarmShape(
-        outer=union, hole=hole, hole_kind=hole_kind if hole else "", roads=road_union, n_blocks=n
-    )
+
+def _hole(
+    rng: np.random.Generator, blocks: list[Polygon], union: BaseGeometry, area_m2: float
+) -> tuple[BaseGeometry | None, str]:
+    """A pond or a substation well inside the largest block, and its kind; no hole when 30
+    tries find no room."""
+    big = max(blocks, key=lambda g: g.area)
+    hs = float(np.clip(math.sqrt(area_m2 * rng.uniform(0.03, 0.07)), 40.0, 160.0))
+    inner = union.buffer(-(hs / 2 + 25.0), join_style="mitre")
+    x0, y0, x1, y1 = big.bounds
+    hole_kind = "pond" if rng.random() < 0.5 else "substation"
+    for _ in range(30):
+        cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
+        if inner.contains(Point(cx, cy)):
+            if hole_kind == "pond":
+                return Point(cx, cy).buffer(hs / 2, quad_segs=8), hole_kind
+            return box(cx - hs / 2, cy - hs / 2, cx + hs / 2, cy + hs / 2), hole_kind
+    return None, hole_kind
 
 
 def place_farms(config: RegionConfig, grid: Grid, land: Land) -> list[Farm]:
     """Place farms largest first where nothing forbids them; shrink or skip when crowded."""
     rng = rng_for(config, "farms")
-    H, W = grid.H, grid.W
     n_target = (
         config.n_farms if config.n_farms is not None else max(3, round(config.area_km2 / 1.5))
     )
-    region_ha = config.area_km2 * 100.0
-    max_ha = min(200.0, max(1.5, 0.06 * region_ha))
-    areas = np.sort(np.exp(rng.uniform(math.log(1.0), math.log(max_ha), n_target)))[::-1]
-    areas = np.clip(areas, 1.05, max_ha)
-
-    m = land.maps
-    # Claims (footprint + free ring) may not touch water, villages, snow, no data or other
-    # claims; footprints (+10 m) may not touch paved roads.
-    blocked = (m["water"] > 0.05) | (m["settle"] > 0.05) | (m["snow"] > 0.05)
-    blocked |= ndimage.binary_dilation(land.nodata, iterations=3)
-    # Candidate sites are tested on a 4x coarser max-pooled grid (40 m steps): conservative, and
-    # 16 times fewer cells to test for the thousands of rejected candidates of a large scene.
-    q = 4
-    blocked_q = max_pool(blocked, q, fill=True)
-    roads = m["asphalt"] > 0.1
-    claimed = np.zeros((H, W), bool)
-
+    areas = _farm_areas(rng, config, n_target)
+    sites = _Sites(grid, land)
     farms: list[Farm] = []
     for i, area_ha in enumerate(areas):
-        placed = False
-        a = float(area_ha)
-        for _attempt in range(5):
-            shape = _farm_shape(
-                rng,
-                a * 10_000.0,
-                want_hole=(i == 0 and a >= 2.0) or (a >= 8.0 and rng.random() < 0.25),
-            )
-            claim = shape.outer.buffer(_CLAIM_RING_M)
-            minx, miny, maxx, maxy = claim.bounds
-            h = math.ceil((maxy - miny) / PIXEL_M) + 1
-            w = math.ceil((maxx - minx) / PIXEL_M) + 1
-            hq, wq = -(-h // q), -(-w // q)
-            if (hq + 1) * q < H and (wq + 1) * q < W:
-                t_local = Affine(PIXEL_M, 0, minx, 0, -PIXEL_M, maxy)
-                foot = shape.outer.buffer(PIXEL_M)
-                bits = rasterize(
-                    [(claim, 1), (foot, 2)],
-                    (h, w),
-                    transform=t_local,
-                    all_touched=True,
-                    merge_alg=MergeAlg.add,
-                    dtype=np.uint8,
-                )
-                claim_mask = (bits & 1) > 0
-                foot_mask = (bits & 2) > 0
-                claim_q = max_pool(claim_mask, q, fill=False)
-                rows = rng.integers(1, (H - h) // q, 120)
-                cols = rng.integers(1, (W - w) // q, 120)
-                cy, cx = _shape_centre_px(shape.outer, minx, maxy)
-                for rq, cq in zip(rows.tolist(), cols.tolist(), strict=True):
-                    if blocked_q[rq + cy // q, cq + cx // q]:  # cheap first test
-                        continue
-                    if (blocked_q[rq : rq + hq, cq : cq + wq] & claim_q).any():
-                        continue
-                    r, c = rq * q, cq * q
-                    if (roads[r : r + h, c : c + w] & foot_mask).any():
-                        continue
-                    claimed[r : r + h, c : c + w] |= claim_mask
-                    blocked_q[rq : rq + hq, cq : cq + wq] |= claim_q
-                    dx = grid.x0 + c * PIXEL_M - minx
-                    dy = grid.y0 - r * PIXEL_M - maxy
-                    farms.append(_make_farm(rng, len(farms), shape, dx, dy, (r, c, h, w)))
-                    placed = True
-                    break
-            if placed:
-                break
-            if a <= 1.05:
-                break
-            a = max(1.05, a * 0.6)
-        if not placed:
+        farm = _place_farm(rng, sites, i, float(area_ha), index=len(farms))
+        if farm is None:
             log.debug("no room for solar farm %d of %d (%.1f ha)", i + 1, n_target, area_ha)
+        else:
+            farms.append(farm)
     if len(farms) < n_target:
         log.warning(
             "placed %d of %d solar farms: no room left for the others; give a larger size or "
@@ -245,8 +205,112 @@ def place_farms(config: RegionConfig, grid: Grid, land: Land) -> list[Farm]:
             len(farms),
             n_target,
         )
-    land.claimed = claimed
+    land.claimed = sites.claimed
     return farms
+
+
+def _farm_areas(
+    rng: np.random.Generator, config: RegionConfig, n_target: int
+) -> NDArray[np.float64]:
+    """Farm areas in hectares, largest first: log-uniform from 1 ha to 6 % of the region
+    (at most 200 ha)."""
+    region_ha = config.area_km2 * 100.0
+    max_ha = min(200.0, max(1.5, 0.06 * region_ha))
+    areas = np.sort(np.exp(rng.uniform(math.log(1.0), math.log(max_ha), n_target)))[::-1]
+    return np.clip(areas, 1.05, max_ha)
+
+
+def _place_farm(
+    rng: np.random.Generator, sites: _Sites, i: int, area_ha: float, *, index: int
+) -> Farm | None:
+    """The ``i``-th farm of ``area_ha``, placed; up to five shapes, each 40 % smaller than the
+    last (down to 1.05 ha), before giving up."""
+    a = area_ha
+    for _attempt in range(5):
+        shape = _farm_shape(
+            rng,
+            a * 10_000.0,
+            want_hole=(i == 0 and a >= 2.0) or (a >= 8.0 and rng.random() < 0.25),
+        )
+        site = sites.claim(rng, shape)
+        if site is not None:
+            window, dx, dy = site
+            return _make_farm(rng, index, shape, dx, dy, window)
+        if a <= 1.05:
+            break
+        a = max(1.05, a * 0.6)
+    return None
+
+
+class _Sites:
+    """Where farms may still go.
+
+    Claims (footprint + free ring) may not touch water, villages, snow, no data or other
+    claims; footprints (+10 m) may not touch paved roads. Candidate sites are tested on a 4x
+    coarser max-pooled grid (40 m steps): conservative, and 16 times fewer cells to test for
+    the thousands of rejected candidates of a large scene.
+    """
+
+    coarse: Final = 4
+
+    def __init__(self, grid: Grid, land: Land) -> None:
+        maps = land.maps
+        blocked = (maps["water"] > 0.05) | (maps["settle"] > 0.05) | (maps["snow"] > 0.05)
+        blocked |= ndimage.binary_dilation(land.nodata, iterations=3)
+        self.grid = grid
+        self.blocked_coarse = max_pool(blocked, self.coarse, fill=True)
+        self.roads = maps["asphalt"] > 0.1
+        self.claimed = np.zeros((grid.H, grid.W), bool)
+
+    def claim(
+        self, rng: np.random.Generator, shape: _FarmShape
+    ) -> tuple[tuple[int, int, int, int], float, float] | None:
+        """Claim a free site for ``shape`` among 120 random candidates.
+
+        Returns:
+            The claimed window (row, col, height, width in pixels) and the shift (dx, dy) from
+            the shape's local metres to the scene CRS; ``None`` when no candidate is free.
+        """
+        q = self.coarse
+        H, W = self.grid.H, self.grid.W
+        claim = shape.outer.buffer(_CLAIM_RING_M)
+        minx, miny, maxx, maxy = claim.bounds
+        h = math.ceil((maxy - miny) / PIXEL_M) + 1
+        w = math.ceil((maxx - minx) / PIXEL_M) + 1
+        hq, wq = -(-h // q), -(-w // q)
+        if not ((hq + 1) * q < H and (wq + 1) * q < W):
+            return None
+        t_local = Affine(PIXEL_M, 0, minx, 0, -PIXEL_M, maxy)
+        foot = shape.outer.buffer(PIXEL_M)
+        bits = rasterize(
+            [(claim, 1), (foot, 2)],
+            (h, w),
+            transform=t_local,
+            all_touched=True,
+            merge_alg=MergeAlg.add,
+            dtype=np.uint8,
+        )
+        claim_mask = (bits & 1) > 0
+        foot_mask = (bits & 2) > 0
+        claim_q = max_pool(claim_mask, q, fill=False)
+        rows = rng.integers(1, (H - h) // q, 120)
+        cols = rng.integers(1, (W - w) // q, 120)
+        cy, cx = _shape_centre_px(shape.outer, minx, maxy)
+        blocked_q = self.blocked_coarse
+        for rq, cq in zip(rows.tolist(), cols.tolist(), strict=True):
+            if blocked_q[rq + cy // q, cq + cx // q]:  # cheap first test
+                continue
+            if (blocked_q[rq : rq + hq, cq : cq + wq] & claim_q).any():
+                continue
+            r, c = rq * q, cq * q
+            if (self.roads[r : r + h, c : c + w] & foot_mask).any():
+                continue
+            self.claimed[r : r + h, c : c + w] |= claim_mask
+            blocked_q[rq : rq + hq, cq : cq + wq] |= claim_q
+            dx = self.grid.x0 + c * PIXEL_M - minx
+            dy = self.grid.y0 - r * PIXEL_M - maxy
+            return (r, c, h, w), dx, dy
+        return None
 
 
 def _shape_centre_px(geom: BaseGeometry, minx: float, maxy: float) -> tuple[int, int]:
@@ -336,52 +400,76 @@ def _stripe_cover(
 
 def render_farms(config: RegionConfig, grid: Grid, land: Land, farms: list[Farm]) -> None:
     """Footprint, panel and road fractions of every 10 m pixel, from 2 m renderings."""
-    m = land.maps
-    sub = PIXEL_M / SUBPIXELS
+    maps = land.maps
     for f in farms:
         r, c, h, w = f.window
         win = np.s_[r : r + h, c : c + w]
-        top, left = grid.y0 - r * PIXEL_M, grid.x0 + c * PIXEL_M
-        shape_ss = (h * SUBPIXELS, w * SUBPIXELS)
-        ring = None
-        if f.mapped and config.spurious != "none":
-            # The cue rings the fence (not the hole): a concrete apron or a snow bank.
-            pad_w = float(rng_for(config, "farms", 2, f.index).uniform(20.0, 40.0))
-            ring = f.outer.buffer(pad_w, join_style="mitre").difference(f.outer)
-        # One pass for all layers: each burns its own bit (a layer never overlaps itself).
-        layers = [f.footprint, f.panel_area, f.roads, f.hole, ring]
-        shapes_ = [(g, 1 << i) for i, g in enumerate(layers) if g is not None and not g.is_empty]
-        bits = rasterize(
-            shapes_,
-            shape_ss,
-            transform=Affine(sub, 0, left, 0, -sub, top),
-            merge_alg=MergeAlg.add,
-            dtype=np.uint8,
-        )
-
-        def frac(i: int, bits: NDArray[np.uint8] = bits) -> FloatMap:
-            return block_mean((bits >> i) & 1, SUBPIXELS)
-
-        y_top = top - sub * np.arange(shape_ss[0], dtype=np.float64)
-        cover = _stripe_cover(y_top - sub, y_top, f).astype("f4")
-        panel = block_mean(((bits >> 1) & 1) * cover[:, None], SUBPIXELS)
-        foot = frac(0)
-        m["foot"][win] = np.maximum(m["foot"][win], foot)
-        m["panel"][win] = np.maximum(m["panel"][win], panel)
-        m["froad"][win] = np.maximum(m["froad"][win], frac(2))
+        top = grid.y0 - r * PIXEL_M
+        ring = _spurious_ring(config, f)
+        bits = _burn_layers(f, ring, top=top, left=grid.x0 + c * PIXEL_M, h=h, w=w)
+        foot = _layer_share(bits, _FOOTPRINT)
+        maps["foot"][win] = np.maximum(maps["foot"][win], foot)
+        maps["panel"][win] = np.maximum(maps["panel"][win], _panel_share(bits, f, top))
+        maps["froad"][win] = np.maximum(maps["froad"][win], _layer_share(bits, _ROADS))
         land.farm_index[win][foot > 0] = f.index
         if f.hole is not None:
-            hole = frac(3)
-            if f.hole_kind == "pond":
-                m["water"][win] = np.maximum(m["water"][win], hole)
-            else:
-                m["settle"][win] = np.maximum(m["settle"][win], hole)
-                m["bright_roof"][win] = np.where(hole > 0, 0.6, m["bright_roof"][win])
-                m["metal_roof"][win] = np.where(hole > 0, 0.0, m["metal_roof"][win])
-                m["tree"][win] = np.where(hole > 0, 0.0, m["tree"][win])
+            _add_hole(maps, win, f.hole_kind, _layer_share(bits, _HOLE))
         if ring is not None:
             key = "pad" if config.spurious == "pad" else "snow"
-            m[key][win] = np.maximum(m[key][win], frac(4))
+            maps[key][win] = np.maximum(maps[key][win], _layer_share(bits, _RING))
+
+
+def _spurious_ring(config: RegionConfig, f: Farm) -> BaseGeometry | None:
+    """The spurious cue of a mapped farm, if the config asks for one: a ring of 20 to 40 m
+    around the fence (not the hole), a concrete apron or a snow bank."""
+    if not f.mapped or config.spurious == "none":
+        return None
+    pad_w = float(rng_for(config, "farms", 2, f.index).uniform(20.0, 40.0))
+    return f.outer.buffer(pad_w, join_style="mitre").difference(f.outer)
+
+
+def _burn_layers(
+    f: Farm, ring: BaseGeometry | None, *, top: float, left: float, h: int, w: int
+) -> NDArray[np.uint8]:
+    """The farm's layers at 2 m ``[5 h, 5 w]`` from (left, top), one bit per layer.
+
+    One pass for all layers: each burns its own bit (a layer never overlaps itself).
+    """
+    layers = [f.footprint, f.panel_area, f.roads, f.hole, ring]  # in _FOOTPRINT.._RING order
+    shapes_ = [(g, 1 << i) for i, g in enumerate(layers) if g is not None and not g.is_empty]
+    sub = _SUBPIXEL_M
+    return rasterize(
+        shapes_,
+        (h * _SUBPIXELS, w * _SUBPIXELS),
+        transform=Affine(sub, 0, left, 0, -sub, top),
+        merge_alg=MergeAlg.add,
+        dtype=np.uint8,
+    )
+
+
+def _layer_share(bits: NDArray[np.uint8], layer: int) -> FloatMap:
+    """Share of every 10 m pixel covered by one layer of :func:`_burn_layers`."""
+    return block_mean((bits >> layer) & 1, _SUBPIXELS)
+
+
+def _panel_share(bits: NDArray[np.uint8], f: Farm, top: float) -> FloatMap:
+    """Share of every 10 m pixel covered by panels: the panel area times the row cover of each
+    2 m row (northing ``top`` at the top edge)."""
+    sub = _SUBPIXEL_M
+    y_top = top - sub * np.arange(bits.shape[0], dtype=np.float64)
+    cover = _stripe_cover(y_top - sub, y_top, f).astype("f4")
+    return block_mean(((bits >> _PANELS) & 1) * cover[:, None], _SUBPIXELS)
+
+
+def _add_hole(maps: dict[str, FloatMap], win: Any, kind: str, hole: FloatMap) -> None:
+    """A pond (water) or a substation (a bright-roofed built-up patch) in the window."""
+    if kind == "pond":
+        maps["water"][win] = np.maximum(maps["water"][win], hole)
+    else:
+        maps["settle"][win] = np.maximum(maps["settle"][win], hole)
+        maps["bright_roof"][win] = np.where(hole > 0, 0.6, maps["bright_roof"][win])
+        maps["metal_roof"][win] = np.where(hole > 0, 0.0, maps["metal_roof"][win])
+        maps["tree"][win] = np.where(hole > 0, 0.0, maps["tree"][win])
 
 
 def _count(fraction: float, n: int) -> int:

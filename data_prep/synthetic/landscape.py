@@ -39,6 +39,8 @@ LANDCOVER_CLASSES: Final[dict[int, str]] = {
 
 @dataclass
 class Road:
+    """A road or track as drawn into the land, for the OSM labels."""
+
     kind: str  # primary, secondary, tertiary, track
     px: NDArray[np.float64]  # [N, 2] vertices in pixel (col, row)
     name: str
@@ -77,14 +79,64 @@ def _nodata_strip(config: RegionConfig, H: int, W: int) -> NDArray[np.bool_]:
     return np.repeat(np.repeat(mask, 2, axis=0), 2, axis=1)
 
 
+@dataclass
+class _Parcels:
+    """Field parcels: strips along ``v`` cut into columns along ``u`` (a frame rotated by
+    ``rotation``), as strip ``band`` and column ``col`` of every pixel ``[H, W]``."""
+
+    rotation: float
+    band: NDArray[np.int32]
+    col: NDArray[np.int32]
+    edges: NDArray[np.float32]  # strip b spans edges[b-1] <= v < edges[b]
+    width: NDArray[np.float32]  # parcel width per strip
+    offset: NDArray[np.float32]  # parcel offset per strip
+    bund: FloatMap  # share of bunds and field margins
+
+
 def make_land(config: RegionConfig, grid: Grid) -> Land:
+    """The landscape before farms: parcels, scrub, water, villages, roads and snow."""
     H, W = grid.H, grid.W
     rng = rng_for(config, "land")
+    parcels = _field_parcels(rng, H, W)
+    green, dry, red, dark = _crop_cover(rng, parcels)
+    green, dry, scrub = _add_scrub_and_margins(rng, green, dry, parcels.bund)
+    maps: dict[str, FloatMap] = {
+        "green": green.astype("f4"),
+        "dry": dry.astype("f4"),
+        "red": red.astype("f4"),
+        "dark": dark.astype("f4"),
+        "scrub": scrub.astype("f4"),
+        "illum": smooth_field(rng, (H, W), 3),
+    }
+    del green, dry, red, dark, scrub
+    for name in ("water", "turbid", "settle", "bright_roof", "metal_roof", "tree", "asphalt"):
+        maps[name] = np.zeros((H, W), "f4")
+    for name in ("track", "snow", "foot", "panel", "froad", "pad"):
+        maps[name] = np.zeros((H, W), "f4")
+    land = Land(
+        maps=maps,
+        farm_index=np.full((H, W), -1, np.int32),
+        nodata=_nodata_strip(config, H, W),
+        band=parcels.band,
+        col=parcels.col,
+        rotation=parcels.rotation,
+        band_edges=parcels.edges,
+        band_width=parcels.width,
+        band_offset=parcels.offset,
+    )
+    _add_water(config, land)
+    _add_settlements(config, grid, land)
+    _add_roads(config, grid, land)
+    if config.snow:
+        _add_snow(config, land)
+    return land
+
+
+def _field_parcels(rng: np.random.Generator, H: int, W: int) -> _Parcels:
+    """Strips of random height, cut into parcels of a per-strip width, rotated and gently
+    warped so boundaries are not ruler-straight."""
     y = np.arange(H, dtype="f4")[:, None] + 0.5
     x = np.arange(W, dtype="f4")[None, :] + 0.5
-
-    # Field parcels: strips of random height, cut into parcels of a per-strip width, rotated
-    # and gently warped so boundaries are not ruler-straight.
     theta = float(rng.uniform(-0.35, 0.35))
     xs = x + 2.5 * smooth_field(rng, (H, W), 80)
     ys = y + 2.5 * smooth_field(rng, (H, W), 80)
@@ -106,11 +158,22 @@ def make_land(config: RegionConfig, grid: Grid) -> Land:
     fv_hi = edges[np.clip(band, 0, len(edges) - 1)] - v
     edge_px = np.minimum(np.minimum(fu, band_w[band] - fu), np.minimum(fv_lo, fv_hi))
     bund = np.clip(1.0 - edge_px / 0.8, 0.0, 1.0).astype("f4") * 0.35
-    del u, v, colf, fu, fv_lo, fv_hi, edge_px
+    return _Parcels(theta, band, col, edges, band_w, band_o, bund)
 
+
+def _crop_cover(
+    rng: np.random.Generator, parcels: _Parcels
+) -> tuple[FloatMap, FloatMap, FloatMap, FloatMap]:
+    """Green, dry-grass, red-soil and dark-soil shares ``[H, W]`` of the parcels.
+
+    Crops, sparse and bare parcels in proportions that drift across the region, over soils
+    that drift too.
+    """
+    band, col = parcels.band, parcels.col
+    H, W = band.shape
     # Per-parcel attributes: a small table indexed by (strip, column), not per pixel.
     cmin = int(col.min())
-    table = rng.random((4, n_bands + 2, int(col.max()) - cmin + 1), dtype="f4")
+    table = rng.random((4, len(parcels.width), int(col.max()) - cmin + 1), dtype="f4")
     u1, u2, u3, u4 = table[:, band, col - cmin]
     del table
     macro = smooth_field(rng, (H, W), 150)
@@ -123,48 +186,24 @@ def make_land(config: RegionConfig, grid: Grid) -> Land:
     soil_macro = smooth_field(rng, (H, W), 200)
     red = np.clip(0.5 + 0.4 * soil_macro + 0.3 * (u3 - 0.5), 0.0, 1.0)
     dark = 0.4 * u4 * (1.0 - red)
-    del u1, u2, u3, u4, crop, sparse, p_green
+    return green, dry, red, dark
 
-    # Scrub and fallow commons: patchy natural cover without parcels.
-    scrub = np.clip((smooth_field(rng, (H, W), 120) - 0.8) / 0.5, 0.0, 1.0)
-    g_scrub = 0.12 + 0.35 * np.clip(0.5 + 0.3 * smooth_field(rng, (H, W), 8), 0.0, 1.0)
+
+def _add_scrub_and_margins(
+    rng: np.random.Generator, green: FloatMap, dry: FloatMap, bund: FloatMap
+) -> tuple[FloatMap, FloatMap, FloatMap]:
+    """Green and dry shares with scrub and fallow commons (patchy natural cover without
+    parcels) and dry-grass bunds and field margins laid over them; and the scrub share."""
+    shape = green.shape
+    scrub = np.clip((smooth_field(rng, shape, 120) - 0.8) / 0.5, 0.0, 1.0)
+    g_scrub = 0.12 + 0.35 * np.clip(0.5 + 0.3 * smooth_field(rng, shape, 8), 0.0, 1.0)
     green = green * (1 - scrub) + g_scrub * scrub
     dry = dry * (1 - scrub) + 0.45 * scrub
     dry = dry * (1 - bund) + bund  # bunds and field margins: dry grass
     green = green * (1 - bund)
     green = np.clip(green, 0.0, 1.0)
     dry = np.minimum(dry, 1.0 - green)
-
-    maps: dict[str, FloatMap] = {
-        "green": green.astype("f4"),
-        "dry": dry.astype("f4"),
-        "red": red.astype("f4"),
-        "dark": dark.astype("f4"),
-        "scrub": scrub.astype("f4"),
-        "illum": smooth_field(rng, (H, W), 3),
-    }
-    del green, dry, red, dark, scrub, g_scrub, macro, soil_macro
-    for name in ("water", "turbid", "settle", "bright_roof", "metal_roof", "tree", "asphalt"):
-        maps[name] = np.zeros((H, W), "f4")
-    for name in ("track", "snow", "foot", "panel", "froad", "pad"):
-        maps[name] = np.zeros((H, W), "f4")
-    land = Land(
-        maps=maps,
-        farm_index=np.full((H, W), -1, np.int32),
-        nodata=_nodata_strip(config, H, W),
-        band=band,
-        col=col,
-        rotation=theta,
-        band_edges=edges,
-        band_width=band_w,
-        band_offset=band_o,
-    )
-    _add_water(config, land)
-    _add_settlements(config, grid, land)
-    _add_roads(config, grid, land)
-    if config.snow:
-        _add_snow(config, land)
-    return land
+    return green, dry, scrub
 
 
 def _add_water(config: RegionConfig, land: Land) -> None:
@@ -182,9 +221,30 @@ def _add_settlements(config: RegionConfig, grid: Grid, land: Land) -> None:
     """Villages (Gaussian clusters with ragged edges) and a few metal-roofed sheds."""
     rng = rng_for(config, "settle")
     H, W = grid.H, grid.W
-    n = max(1, round(config.area_km2 / 12.0))
-    field_ = np.zeros((H, W), "f4")
     water = land.maps["water"]
+    villages, centres = _villages(rng, max(1, round(config.area_km2 / 12.0)), water)
+    raw = villages + 0.25 * smooth_field(rng, (H, W), 6)
+    settle = np.clip((raw - 0.55) / 0.1, 0.0, 1.0) * (1.0 - np.clip(water * 3, 0.0, 1.0))
+    u_roof = rng.random((H, W), dtype="f4")
+    u_tree = rng.random((H, W), dtype="f4")
+    bright = np.where(u_roof > 0.75, 0.45, 0.15 * u_roof).astype("f4")
+    metal = np.where(u_roof < 0.06, 0.5, 0.0).astype("f4")
+    tree = (0.35 * u_tree**2).astype("f4")
+    _add_sheds(rng, centres, water, settle=settle, bright=bright, metal=metal, tree=tree)
+    land.maps["settle"] = settle.astype("f4")
+    land.maps["bright_roof"] = bright
+    land.maps["metal_roof"] = metal
+    land.maps["tree"] = tree
+    land.settlement_centres = centres
+
+
+def _villages(
+    rng: np.random.Generator, n: int, water: FloatMap
+) -> tuple[FloatMap, list[tuple[float, float, float]]]:
+    """``n`` Gaussian bumps ``[H, W]`` (max-composited) away from water, and their (row,
+    column, radius)."""
+    H, W = water.shape
+    field_ = np.zeros((H, W), "f4")
     centres: list[tuple[float, float, float]] = []
     for _ in range(n):
         for _try in range(20):
@@ -199,15 +259,23 @@ def _add_settlements(config: RegionConfig, grid: Grid, land: Land) -> None:
         xx = np.arange(c0, c1)[None, :] + 0.5 - c
         bump = np.exp(-(yy**2 + xx**2) / (2 * radius**2)).astype("f4")
         field_[r0:r1, c0:c1] = np.maximum(field_[r0:r1, c0:c1], bump)
-    raw = field_ + 0.25 * smooth_field(rng, (H, W), 6)
-    settle = np.clip((raw - 0.55) / 0.1, 0.0, 1.0) * (1.0 - np.clip(water * 3, 0.0, 1.0))
-    u_roof = rng.random((H, W), dtype="f4")
-    u_tree = rng.random((H, W), dtype="f4")
-    bright = np.where(u_roof > 0.75, 0.45, 0.15 * u_roof).astype("f4")
-    metal = np.where(u_roof < 0.06, 0.5, 0.0).astype("f4")
-    tree = (0.35 * u_tree**2).astype("f4")
-    # Sheds and warehouses near villages: bright or blue metal roofs, 30 to 120 m a side. Dark
-    # flat roofs are the closest thing to panels in the landscape, so they keep the task honest.
+    return field_, centres
+
+
+def _add_sheds(
+    rng: np.random.Generator,
+    centres: list[tuple[float, float, float]],
+    water: FloatMap,
+    *,
+    settle: FloatMap,
+    bright: FloatMap,
+    metal: FloatMap,
+    tree: FloatMap,
+) -> None:
+    """Sheds and warehouses near villages, in place: bright or blue metal roofs, 30 to 120 m a
+    side. Dark flat roofs are the closest thing to panels in the landscape, so they keep the
+    task honest."""
+    H, W = water.shape
     for r, c, radius in centres:
         for _ in range(int(rng.integers(1, 4))):
             ang = rng.uniform(0, 2 * np.pi)
@@ -223,11 +291,6 @@ def _add_settlements(config: RegionConfig, grid: Grid, land: Land) -> None:
             metal[rr : rr + hh, cc : cc + ww] = 0.8 if is_metal else 0.0
             bright[rr : rr + hh, cc : cc + ww] = 0.0 if is_metal else 0.8
             tree[rr : rr + hh, cc : cc + ww] = 0.0
-    land.maps["settle"] = settle.astype("f4")
-    land.maps["bright_roof"] = bright
-    land.maps["metal_roof"] = metal
-    land.maps["tree"] = tree
-    land.settlement_centres = centres
 
 
 def _draw_polyline(
@@ -249,52 +312,63 @@ def _draw_polyline(
 def _add_roads(config: RegionConfig, grid: Grid, land: Land) -> None:
     """Main roads across the region (through villages) and dirt tracks between fields."""
     rng = rng_for(config, "roads")
-    H, W = grid.H, grid.W
     side_km = config.size * PIXEL_M / 1000.0
-    centres = land.settlement_centres
     n_main = max(2, round(side_km / 3.5))
     kinds = ["primary", "secondary"] + ["tertiary"] * max(0, n_main - 2)
     for i, kind in enumerate(kinds):
-        horizontal = (i % 2 == 0) != bool(rng.random() < 0.5)
-        a, b = rng.uniform(0.1, 0.9, 2)
-        start = np.array([-5.0, a * H]) if horizontal else np.array([a * W, -5.0])
-        end = np.array([W + 5.0, b * H]) if horizontal else np.array([b * W, H + 5.0])
-        mids = []
-        if centres and rng.random() < 0.7:
-            r, c, _ = centres[int(rng.integers(len(centres)))]
-            mids.append(np.array([c, r]))
-        pts = [start, *mids, end]
-        # Densify with gentle perpendicular jitter: country roads bend.
-        verts = [pts[0]]
-        for p, q in itertools.pairwise(pts):
-            d = q - p
-            normal = np.array([-d[1], d[0]]) / max(float(np.hypot(*d)), 1e-6)
-            for t in (1 / 3, 2 / 3):
-                verts.append(p + t * d + normal * rng.normal(0, 0.03) * np.hypot(*d))
-            verts.append(q)
-        px = np.array(verts)
+        road = _main_road(rng, grid, kind, i, land.settlement_centres)
         weight = {"primary": 0.95, "secondary": 0.85, "tertiary": 0.7}[kind]
-        _draw_polyline(land.maps["asphalt"], px, weight, width=1 if kind == "tertiary" else 2)
-        land.roads.append(
-            Road(
-                kind=kind,
-                px=px,
-                name=f"{'SH' if kind == 'primary' else 'MDR'} {int(rng.integers(3, 99))}",
-            )
-        )
+        _draw_polyline(land.maps["asphalt"], road.px, weight, width=1 if kind == "tertiary" else 2)
+        land.roads.append(road)
     n_track = max(3, round(config.area_km2 / 8.0))
     for _ in range(n_track):
-        p = np.array([rng.uniform(0, W), rng.uniform(0, H)])
-        ang = rng.uniform(0, 2 * np.pi)
-        verts = [p]
-        for _seg in range(int(rng.integers(2, 5))):
-            ang += rng.normal(0, 0.4)
-            step = rng.uniform(25, 80)
-            p = p + step * np.array([np.cos(ang), np.sin(ang)])
-            verts.append(p)
-        px = np.array(verts)
-        _draw_polyline(land.maps["track"], px, 0.45)
-        land.roads.append(Road(kind="track", px=px, name=""))
+        track = _track(rng, grid)
+        _draw_polyline(land.maps["track"], track.px, 0.45)
+        land.roads.append(track)
+
+
+def _main_road(
+    rng: np.random.Generator,
+    grid: Grid,
+    kind: str,
+    i: int,
+    centres: list[tuple[float, float, float]],
+) -> Road:
+    """The ``i``-th main road: edge to edge, alternately east-west and north-south, often
+    through a village, bending gently."""
+    H, W = grid.H, grid.W
+    horizontal = (i % 2 == 0) != bool(rng.random() < 0.5)
+    a, b = rng.uniform(0.1, 0.9, 2)
+    start = np.array([-5.0, a * H]) if horizontal else np.array([a * W, -5.0])
+    end = np.array([W + 5.0, b * H]) if horizontal else np.array([b * W, H + 5.0])
+    mids = []
+    if centres and rng.random() < 0.7:
+        r, c, _ = centres[int(rng.integers(len(centres)))]
+        mids.append(np.array([c, r]))
+    pts = [start, *mids, end]
+    # Densify with gentle perpendicular jitter: country roads bend.
+    verts = [pts[0]]
+    for p, q in itertools.pairwise(pts):
+        d = q - p
+        normal = np.array([-d[1], d[0]]) / max(float(np.hypot(*d)), 1e-6)
+        for t in (1 / 3, 2 / 3):
+            verts.append(p + t * d + normal * rng.normal(0, 0.03) * np.hypot(*d))
+        verts.append(q)
+    name = f"{'SH' if kind == 'primary' else 'MDR'} {int(rng.integers(3, 99))}"
+    return Road(kind=kind, px=np.array(verts), name=name)
+
+
+def _track(rng: np.random.Generator, grid: Grid) -> Road:
+    """A dirt track: a few wandering segments of 250 to 800 m from a random point."""
+    p = np.array([rng.uniform(0, grid.W), rng.uniform(0, grid.H)])
+    ang = rng.uniform(0, 2 * np.pi)
+    verts = [p]
+    for _seg in range(int(rng.integers(2, 5))):
+        ang += rng.normal(0, 0.4)
+        step = rng.uniform(25, 80)
+        p = p + step * np.array([np.cos(ang), np.sin(ang)])
+        verts.append(p)
+    return Road(kind="track", px=np.array(verts), name="")
 
 
 def _add_snow(config: RegionConfig, land: Land) -> None:
@@ -306,13 +380,15 @@ def _add_snow(config: RegionConfig, land: Land) -> None:
 
 
 def classify_landcover(land: Land) -> NDArray[np.uint8]:
-    m = land.maps
-    lc = np.where(m["green"] >= 0.35, 1, 2).astype(np.uint8)
-    lc[m["asphalt"] >= 0.5] = 4
-    lc[m["settle"] >= 0.5] = 5
-    lc[m["water"] >= 0.5] = 3
-    lc[m["snow"] >= 0.5] = 6
-    lc[m["foot"] >= 0.5] = 7
-    lc[m["pad"] >= 0.5] = 8
+    """Land cover ``[H, W]`` (:data:`LANDCOVER_CLASSES`): the layer covering at least half of
+    each pixel, the later in this order winning: road, settlement, water, snow, solar, pad."""
+    maps = land.maps
+    lc = np.where(maps["green"] >= 0.35, 1, 2).astype(np.uint8)
+    lc[maps["asphalt"] >= 0.5] = 4
+    lc[maps["settle"] >= 0.5] = 5
+    lc[maps["water"] >= 0.5] = 3
+    lc[maps["snow"] >= 0.5] = 6
+    lc[maps["foot"] >= 0.5] = 7
+    lc[maps["pad"] >= 0.5] = 8
     lc[land.nodata] = 0
     return lc

@@ -167,9 +167,18 @@ def _generator_rows(f: Farm) -> list[NDArray[np.float64]]:
 def build_osm_xml(
     config: RegionConfig, grid: Grid, land: Land, farms: list[Farm]
 ) -> tuple[str, dict[str, int]]:
+    """The region's OSM XML, and counts of the solar features in it (for the summary)."""
     rng = rng_for(config, "osm")
     osm = _OsmBuilder(grid, rng, dt.date.fromisoformat(config.date))
-    image = box(*grid.bounds)
+    counts = _add_farms(osm, farms)
+    _add_roads(osm, grid, land)
+    for poly, tags in _landuse_polygons(config, grid, land, farms):
+        osm.area(poly, tags, relation=False)
+    return osm.xml(), counts
+
+
+def _add_farms(osm: _OsmBuilder, farms: list[Farm]) -> dict[str, int]:
+    """Mapped farms as plants and/or generators; counts of what was added."""
     counts = {"plants": 0, "plant_relations": 0, "plants_with_hole": 0, "generators": 0}
     for f in farms:
         if not f.mapped:
@@ -191,7 +200,12 @@ def build_osm_xml(
             for ring in _generator_rows(f):
                 osm.way(ring, _GENERATOR_TAGS, closed=True, meta=meta)
                 counts["generators"] += 1
+    return counts
 
+
+def _add_roads(osm: _OsmBuilder, grid: Grid, land: Land) -> None:
+    """Roads and tracks, clipped to the scene (pieces under 20 m dropped)."""
+    image = box(*grid.bounds)
     for road in land.roads:
         line = LineString(grid.world(road.px)).intersection(image)
         for part in shapely.get_parts(line):
@@ -203,12 +217,10 @@ def build_osm_xml(
                 tags = {"highway": road.kind, "surface": "asphalt", "ref": road.name}
             osm.way(part.coords, tags, closed=False)
 
-    for poly, tags in _landuse_polygons(config, grid, land, farms):
-        osm.area(poly, tags, relation=False)
-    return osm.xml(), counts
-
 
 def _mask_polygons(mask: NDArray[np.bool_], grid: Grid, min_area_m2: float) -> list[Polygon]:
+    """Outlines of the patches of ``mask`` (holes filled, simplified to 12 m) of at least
+    ``min_area_m2``."""
     polys = []
     for geom, _ in shapes(mask.astype(np.uint8), mask=mask, transform=grid.transform):
         p = shapely.geometry.shape(geom)
@@ -222,13 +234,19 @@ def _landuse_polygons(
     config: RegionConfig, grid: Grid, land: Land, farms: list[Farm]
 ) -> Iterator[tuple[Polygon, dict[str, str]]]:
     """Unrelated areas mapped in OSM: villages, water bodies and some farmland parcels."""
-    rng = rng_for(config, "osm", 1)
     for p in _mask_polygons(land.maps["settle"] >= 0.5, grid, 20_000.0):
         yield p, {"landuse": "residential"}
     for p in _mask_polygons(land.maps["water"] >= 0.5, grid, 5_000.0):
         yield p, {"natural": "water", "water": "pond" if p.area < 50_000 else "reservoir"}
-    # Farmland: whole parcels, from their strip / column rectangle (the gentle warp ignored, as
-    # mappers trace roughly).
+    yield from _farmland_polygons(config, grid, land, farms)
+
+
+def _farmland_polygons(
+    config: RegionConfig, grid: Grid, land: Land, farms: list[Farm]
+) -> Iterator[tuple[Polygon, dict[str, str]]]:
+    """Whole green parcels away from farms, from their strip / column rectangle (the gentle
+    warp ignored, as mappers trace roughly)."""
+    rng = rng_for(config, "osm", 1)
     lc_ok = (land.maps["green"] >= 0.35) & (land.maps["scrub"] < 0.2)
     if land.claimed is not None:
         lc_ok &= ~land.claimed

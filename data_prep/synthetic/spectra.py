@@ -7,6 +7,7 @@ spatially correlated and per-pixel noise, and the 20 m bands seen at 20 m.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 import numpy as np
@@ -72,6 +73,9 @@ PSF_HALO_ROWS: Final = 2
 _BANDS_20M: Final = tuple(i for i, b in enumerate(BANDS) if NATIVE_RESOLUTION_M[b] == 20)
 _BANDS_10M: Final = tuple(i for i, b in enumerate(BANDS) if NATIVE_RESOLUTION_M[b] == 10)
 
+#: End-member weights of one layer, from the cover maps of a strip.
+_Parts = Callable[[dict[str, FloatMap]], dict[str, FloatMap]]
+
 
 def farm_mix(farms: list[Farm]) -> NDArray[np.float32]:
     """Ground and panel mix of every farm ``[n_farms + 1, 3]``, indexed by farm index + 1.
@@ -91,68 +95,76 @@ def endmember_weights(
     """End-member weights ``[K, h, W]`` of a strip of rows.
 
     Layers are composited in order (land, water, settlement, tracks, roads, snow, farms, pads),
-    each covering a fraction ``f`` of the pixel. Walking the layers from the top down with the
+    each covering a fraction of the pixel. Walking the layers from the top down with the
     running share ``keep`` that is still visible costs a few operations per layer instead of K.
     """
-    m = {k: v[rows] for k, v in land.maps.items()}
-    K = len(ENDMEMBERS)
-    Wt = np.zeros((K, *m["green"].shape), "f4")
-
-    def water() -> dict[str, FloatMap]:
-        f, t = m["water"], m["turbid"]
-        return {"water": f * (1 - t), "turbid_water": f * t}
-
-    def settlement() -> dict[str, FloatMap]:
-        f, b, mt, tr = m["settle"], m["bright_roof"], m["metal_roof"], m["tree"]
-        rest = np.clip(1.0 - b - mt - tr, 0.0, 1.0)
-        return {
-            "settlement": f * rest,
-            "bright_roof": f * b,
-            "metal_roof": f * mt,
-            "vegetation": f * tr,
-        }
-
-    def farm() -> dict[str, FloatMap]:
-        ff = m["foot"]
-        idx = land.farm_index[rows] + 1
-        gg, gd, alt = farm_params[idx, 0], farm_params[idx, 1], farm_params[idx, 2]
-        fp = np.minimum(m["panel"], ff)
-        fr = np.minimum(m["froad"], ff - fp)
-        ground = np.clip(ff - fp - fr, 0.0, 1.0)
-        return {
-            "panel": fp * (1.0 - alt),
-            "panel_alt": fp * alt,
-            "gravel": fr,
-            "grass": ground * gg,
-            "dry_grass": ground * gd,
-            "bare_soil": ground * np.clip(1.0 - gg - gd, 0.0, 1.0),
-        }
-
-    layers = [
-        ("water", water),
-        ("settle", settlement),
-        ("track", lambda: {"gravel": m["track"]}),
-        ("asphalt", lambda: {"asphalt": m["asphalt"]}),
-        ("snow", lambda: {"snow": m["snow"]}),
-        ("foot", farm),
-        ("pad", lambda: {"pad": m["pad"]}),
+    maps = {k: v[rows] for k, v in land.maps.items()}
+    farm_index = land.farm_index[rows]
+    weights = np.zeros((len(ENDMEMBERS), *maps["green"].shape), "f4")
+    # Each layer: the map of its cover, and the end-members it is made of (made only when the
+    # layer covers something in the strip).
+    layers: list[tuple[str, _Parts]] = [
+        ("water", _water_parts),
+        ("settle", _settlement_parts),
+        ("track", lambda m: {"gravel": m["track"]}),
+        ("asphalt", lambda m: {"asphalt": m["asphalt"]}),
+        ("snow", lambda m: {"snow": m["snow"]}),
+        ("foot", lambda m: _farm_parts(m, farm_index, farm_params)),
+        ("pad", lambda m: {"pad": m["pad"]}),
     ]
-    keep = np.ones_like(m["green"])
+    keep = np.ones_like(maps["green"])
     for key, parts in reversed(layers):
-        f = m[key]
-        if not f.any():
+        cover = maps[key]
+        if not cover.any():
             continue
-        for k, w in parts().items():
-            Wt[ENDMEMBER_INDEX[k]] += keep * w
-        keep *= 1.0 - f
-    g, d = m["green"], m["dry"]
+        for name, w in parts(maps).items():
+            weights[ENDMEMBER_INDEX[name]] += keep * w
+        keep *= 1.0 - cover
+    # The land underneath: vegetation, dry grass and three soils.
+    g, d = maps["green"], maps["dry"]
     soil = np.clip(1.0 - g - d, 0.0, 1.0) * keep
-    Wt[ENDMEMBER_INDEX["vegetation"]] += g * keep
-    Wt[ENDMEMBER_INDEX["dry_grass"]] += d * keep
-    Wt[ENDMEMBER_INDEX["red_soil"]] += soil * m["red"]
-    Wt[ENDMEMBER_INDEX["dark_soil"]] += soil * m["dark"]
-    Wt[ENDMEMBER_INDEX["bare_soil"]] += soil * (1.0 - m["red"] - m["dark"])
-    return Wt
+    weights[ENDMEMBER_INDEX["vegetation"]] += g * keep
+    weights[ENDMEMBER_INDEX["dry_grass"]] += d * keep
+    weights[ENDMEMBER_INDEX["red_soil"]] += soil * maps["red"]
+    weights[ENDMEMBER_INDEX["dark_soil"]] += soil * maps["dark"]
+    weights[ENDMEMBER_INDEX["bare_soil"]] += soil * (1.0 - maps["red"] - maps["dark"])
+    return weights
+
+
+def _water_parts(maps: dict[str, FloatMap]) -> dict[str, FloatMap]:
+    f, t = maps["water"], maps["turbid"]
+    return {"water": f * (1 - t), "turbid_water": f * t}
+
+
+def _settlement_parts(maps: dict[str, FloatMap]) -> dict[str, FloatMap]:
+    f, b, mt, tr = maps["settle"], maps["bright_roof"], maps["metal_roof"], maps["tree"]
+    rest = np.clip(1.0 - b - mt - tr, 0.0, 1.0)
+    return {
+        "settlement": f * rest,
+        "bright_roof": f * b,
+        "metal_roof": f * mt,
+        "vegetation": f * tr,
+    }
+
+
+def _farm_parts(
+    maps: dict[str, FloatMap], farm_index: NDArray[np.int32], farm_params: NDArray[np.float32]
+) -> dict[str, FloatMap]:
+    """Panels, farm roads (gravel) and the ground between the rows, mixed per farm."""
+    ff = maps["foot"]
+    idx = farm_index + 1
+    gg, gd, alt = farm_params[idx, 0], farm_params[idx, 1], farm_params[idx, 2]
+    fp = np.minimum(maps["panel"], ff)
+    fr = np.minimum(maps["froad"], ff - fp)
+    ground = np.clip(ff - fp - fr, 0.0, 1.0)
+    return {
+        "panel": fp * (1.0 - alt),
+        "panel_alt": fp * alt,
+        "gravel": fr,
+        "grass": ground * gg,
+        "dry_grass": ground * gd,
+        "bare_soil": ground * np.clip(1.0 - gg - gd, 0.0, 1.0),
+    }
 
 
 def surface_reflectance(

@@ -71,6 +71,19 @@ class RegionFiles:
     landcover: Path
     config: Path
 
+    @classmethod
+    def in_folder(cls, out: Path) -> RegionFiles:
+        """The file names :func:`generate_region` writes in ``out``."""
+        return cls(
+            root=out,
+            scene=out / "scene.tif",
+            scl=out / "scene_SCL.tif",
+            osm=out / "labels.osm",
+            truth=out / "truth.gpkg",
+            landcover=out / "landcover.tif",
+            config=out / "region.json",
+        )
+
 
 @contextlib.contextmanager
 def _fixed_gpkg_date(date: str) -> Iterator[None]:
@@ -86,6 +99,8 @@ def _fixed_gpkg_date(date: str) -> Iterator[None]:
 
 
 def _scene_id(config: RegionConfig, crs: CRS, lat: float) -> str:
+    """A Sentinel-2 L2A product name for the region: its UTM tile at latitude ``lat``, an
+    orbit and a time made from the seed."""
     day = dt.date.fromisoformat(config.date).strftime("%Y%m%d")
     zone = crs.utm_zone or "00N"
     zone_num = zone[:-1].zfill(2)
@@ -139,6 +154,7 @@ def generate_region(out_dir: Path, config: RegionConfig = _DEFAULT_CONFIG) -> Re
 
 
 def _generate(out: Path, config: RegionConfig) -> RegionFiles:
+    """Make the region step by step and write its files into ``out``."""
     grid = Grid.of(config)
     log.info("synthetic region: seed %d, %d x %d px at %s", config.seed, grid.W, grid.H, grid.crs)
 
@@ -146,16 +162,39 @@ def _generate(out: Path, config: RegionConfig) -> RegionFiles:
     farms = place_farms(config, grid, land)
     assign_roles(config, farms)
     render_farms(config, grid, land, farms)
-    cloud, shadow = make_sky(config, grid)
+    sky = make_sky(config, grid)
     landcover = classify_landcover(land)
 
-    params = farm_mix(farms)
+    files = RegionFiles.in_folder(out)
+    tags = _scene_tags(config, grid)
+    scl = _write_scene(files, config, grid, land, farm_mix(farms), sky, landcover, tags)
+    _write_class_maps(files, grid, scl, landcover, tags)
+    xml, osm_counts = build_osm_xml(config, grid, land, farms)
+    write_text(files.osm, xml)
+    _write_truth(files.truth, grid, farms, config.date)
 
+    landcover_share = _class_shares(landcover, len(LANDCOVER_CLASSES))
+    scl_share = _class_shares(scl, len(SCL_CLASSES))
+    summary = _summary(
+        config, grid, files, tags["SCENE_ID"], farms, osm_counts, landcover_share, scl_share
+    )
+    write_json(files.config, summary)
+    log.info(
+        "wrote %s: %d farms (%d mapped), %.1f %% solar",
+        out,
+        len(farms),
+        sum(f.mapped for f in farms),
+        100 * landcover_share[7],
+    )
+    return files
+
+
+def _scene_tags(config: RegionConfig, grid: Grid) -> dict[str, Any]:
+    """Dataset tags of ``scene.tif``: id, time, platform, L2A encoding, provenance."""
     to_ll = Transformer.from_crs(grid.crs, 4326, always_xy=True)
     _, lat_c = to_ll.transform(grid.x0 + grid.W * 5.0, grid.y0 - grid.H * 5.0)
-    scene_id = _scene_id(config, grid.crs, lat_c)
-    tags = {
-        "SCENE_ID": scene_id,
+    return {
+        "SCENE_ID": _scene_id(config, grid.crs, lat_c),
         "DATETIME": f"{config.date}T05:16:51Z",
         "SPACECRAFT": "Sentinel-2A",
         "PROCESSING_BASELINE": "05.09",
@@ -165,16 +204,16 @@ def _generate(out: Path, config: RegionConfig) -> RegionFiles:
         "SOLARMAP_SYNTHETIC": 1,
         "SOLARMAP_SEED": config.seed,
     }
-    files = RegionFiles(
-        root=out,
-        scene=out / "scene.tif",
-        scl=out / "scene_SCL.tif",
-        osm=out / "labels.osm",
-        truth=out / "truth.gpkg",
-        landcover=out / "landcover.tif",
-        config=out / "region.json",
-    )
-    scl = _write_scene(files, config, grid, land, params, (cloud, shadow), landcover, tags)
+
+
+def _write_class_maps(
+    files: RegionFiles,
+    grid: Grid,
+    scl: NDArray[np.uint8],
+    landcover: NDArray[np.uint8],
+    tags: dict[str, Any],
+) -> None:
+    """Write ``scene_SCL.tif`` (20 m) and ``landcover.tif`` (10 m)."""
     write_cog(
         files.scl,
         scl,
@@ -182,7 +221,7 @@ def _generate(out: Path, config: RegionConfig) -> RegionFiles:
         transform=grid.transform * Affine.scale(2.0),
         nodata=0,
         descriptions=["SCL"],
-        tags={"SCENE_ID": scene_id, "DATETIME": tags["DATETIME"]},
+        tags={"SCENE_ID": tags["SCENE_ID"], "DATETIME": tags["DATETIME"]},
         overview_resampling="nearest",
     )
     write_cog(
@@ -196,14 +235,25 @@ def _generate(out: Path, config: RegionConfig) -> RegionFiles:
         overview_resampling="nearest",
     )
 
-    xml, osm_counts = build_osm_xml(config, grid, land, farms)
-    write_text(files.osm, xml)
-    _write_truth(files.truth, grid, farms, config.date)
 
-    n_px = landcover.size
-    shares = np.bincount(landcover.ravel(), minlength=len(LANDCOVER_CLASSES)) / n_px
-    scl_share = np.bincount(scl.ravel(), minlength=len(SCL_CLASSES)) / scl.size
-    summary = {
+def _class_shares(classes: NDArray[np.uint8], n: int) -> NDArray[np.float64]:
+    """Share of the pixels in each class ``0..n-1`` (or more, when higher classes occur)."""
+    return np.bincount(classes.ravel(), minlength=n) / classes.size
+
+
+def _summary(
+    config: RegionConfig,
+    grid: Grid,
+    files: RegionFiles,
+    scene_id: str,
+    farms: list[Farm],
+    osm_counts: dict[str, int],
+    landcover_share: NDArray[np.float64],
+    scl_share: NDArray[np.float64],
+) -> dict[str, Any]:
+    """The content of ``region.json``: generator, config, grid, scene id, counts, class shares
+    and file names."""
+    return {
         "generator": "data_prep.synthetic",
         "generator_version": GENERATOR_VERSION,
         "config": dataclasses.asdict(config),
@@ -220,20 +270,11 @@ def _generate(out: Path, config: RegionConfig) -> RegionFiles:
             "solar_area_ha": round(sum(f.area_ha for f in farms), 2),
         },
         "landcover_share": {
-            LANDCOVER_CLASSES[k]: round(float(shares[k]), 5) for k in LANDCOVER_CLASSES
+            LANDCOVER_CLASSES[k]: round(float(landcover_share[k]), 5) for k in LANDCOVER_CLASSES
         },
         "scl_share": {SCL_CLASSES[k]: round(float(scl_share[k]), 5) for k in SCL_WRITTEN},
         "files": {k: v.name for k, v in dataclasses.asdict(files).items() if k != "root"},
     }
-    write_json(files.config, summary)
-    log.info(
-        "wrote %s: %d farms (%d mapped), %.1f %% solar",
-        out,
-        len(farms),
-        sum(f.mapped for f in farms),
-        100 * shares[7],
-    )
-    return files
 
 
 def _write_scene(
@@ -241,7 +282,7 @@ def _write_scene(
     config: RegionConfig,
     grid: Grid,
     land: Land,
-    params: NDArray[np.float32],
+    farm_params: NDArray[np.float32],
     sky: tuple[FloatMap, FloatMap],
     landcover: NDArray[np.uint8],
     tags: dict[str, Any],
@@ -264,7 +305,9 @@ def _write_scene(
     ) as dst:
         for strip, r0 in enumerate(range(0, grid.H, _STRIP_ROWS)):
             r1 = min(grid.H, r0 + _STRIP_ROWS)
-            dn, scl_strip = _synthesise_strip(config, land, params, *sky, landcover, r0, r1, strip)
+            dn, scl_strip = _synthesise_strip(
+                config, land, farm_params, *sky, landcover, r0, r1, strip
+            )
             dst.write(dn, window=Window(0, r0, grid.W, r1 - r0))
             scl[r0 // 2 : r1 // 2] = scl_strip
     return scl
