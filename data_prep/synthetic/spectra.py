@@ -24,7 +24,6 @@ __all__ = [
     "ENDMEMBERS",
     "ENDMEMBER_INDEX",
     "ENDMEMBER_SPECTRA",
-    "PSF_HALO_ROWS",
     "SPECTRA",
     "add_sensor_noise",
     "endmember_weights",
@@ -69,7 +68,7 @@ ENDMEMBER_SPECTRA: Final = np.array([SPECTRA[n] for n in ENDMEMBERS], dtype="f4"
 
 _PSF_SIGMA_PX: Final = 0.45
 #: Rows beyond a strip needed by the point spread function (3 sigma).
-PSF_HALO_ROWS: Final = 2
+_PSF_HALO_ROWS: Final = 2
 _BANDS_20M: Final = tuple(i for i, b in enumerate(BANDS) if NATIVE_RESOLUTION_M[b] == 20)
 _BANDS_10M: Final = tuple(i for i, b in enumerate(BANDS) if NATIVE_RESOLUTION_M[b] == 10)
 
@@ -179,7 +178,7 @@ def surface_reflectance(
     """
     H, W = land.band.shape
     h = r1 - r0
-    a0, a1 = max(0, r0 - PSF_HALO_ROWS), min(H, r1 + PSF_HALO_ROWS)
+    a0, a1 = max(0, r0 - _PSF_HALO_ROWS), min(H, r1 + _PSF_HALO_ROWS)
     wts = endmember_weights(land, farm_params, slice(a0, a1))
     surface = (ENDMEMBER_SPECTRA @ wts.reshape(len(ENDMEMBERS), -1)).reshape(-1, a1 - a0, W)
     del wts
