@@ -44,7 +44,17 @@ from rasterio.windows import bounds as window_bounds
 from rasterio.windows import intersection as window_intersection
 from scipy import ndimage
 
-from solarmap.bands import BANDS, NATIVE_RESOLUTION_M, normalise_band_name
+from solarmap.bands import (
+    BANDS,
+    L2A_BOA_ADD_OFFSET,
+    L2A_OFFSET_BASELINE,
+    L2A_OFFSET_SINCE,
+    L2A_QUANTIFICATION,
+    NATIVE_RESOLUTION_M,
+    SCL_CLASSES,
+    SCL_INVALID,
+    normalise_band_name,
+)
 from solarmap.errors import InputError, InputFileError
 from solarmap.geo import open_raster
 
@@ -63,26 +73,6 @@ __all__ = [
 
 SceneForm = Literal["geotiff", "folder", "safe"]
 
-#: Scene classification classes that make a pixel invalid: no data, saturated or defective,
-#: cloud shadows, cloud medium and high probability, thin cirrus. Snow (11) stays valid.
-SCL_INVALID: Final[frozenset[int]] = frozenset({0, 1, 3, 8, 9, 10})
-
-#: The twelve classes of the L2A scene classification layer.
-SCL_CLASSES: Final[dict[int, str]] = {
-    0: "no data",
-    1: "saturated or defective",
-    2: "dark area pixels",
-    3: "cloud shadows",
-    4: "vegetation",
-    5: "not vegetated",
-    6: "water",
-    7: "unclassified",
-    8: "cloud medium probability",
-    9: "cloud high probability",
-    10: "thin cirrus",
-    11: "snow",
-}
-
 #: ``Scene.read(None)`` refuses scenes with more pixels than this unless ``allow_full=True``.
 MAX_FULL_READ_PIXELS: Final[int] = 4096 * 4096
 
@@ -90,10 +80,8 @@ MAX_FULL_READ_PIXELS: Final[int] = 4096 * 4096
 _L2A_BAND_IDS: Final[tuple[str, ...]] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
 )  # fmt: skip
-_QUANTIFICATION: Final[float] = 10000.0
-_NEW_OFFSET: Final[float] = -1000.0
-#: Processing baseline 04.00 (with BOA_ADD_OFFSET -1000) went live on this day.
-_OFFSET_SINCE: Final[dt.date] = dt.date(2022, 1, 25)
+_QUANTIFICATION: Final[float] = float(L2A_QUANTIFICATION)
+_NEW_OFFSET: Final[float] = float(L2A_BOA_ADD_OFFSET)
 _RASTER_SUFFIXES: Final[frozenset[str]] = frozenset({".tif", ".tiff", ".jp2"})
 _DATE_TAGS: Final[tuple[str, ...]] = (
     "DATETIME", "SENSING_TIME", "PRODUCT_START_TIME", "DATATAKE_SENSING_START",
@@ -795,10 +783,10 @@ def _tag_number(src: _Source, tags: dict[str, str], *keys: str) -> float | None:
 def _default_offset(meta: _Meta) -> tuple[float, str]:
     """L2A BOA_ADD_OFFSET implied by the processing baseline or the date, and why."""
     if meta.baseline is not None:
-        off = _NEW_OFFSET if meta.baseline >= 4.0 else 0.0
+        off = _NEW_OFFSET if meta.baseline >= L2A_OFFSET_BASELINE else 0.0
         return off, f"processing baseline {meta.baseline:05.2f}"
     if meta.date is not None:
-        off = _NEW_OFFSET if meta.date >= _OFFSET_SINCE else 0.0
+        off = _NEW_OFFSET if meta.date >= L2A_OFFSET_SINCE else 0.0
         return off, f"sensing date {meta.date.isoformat()}"
     return 0.0, "no date or processing baseline known"
 

@@ -1,10 +1,14 @@
 """The band contract: which Sentinel-2 L2A bands solarmap uses, in which order.
 
-Every scene, chip, checkpoint and attribution map carries these ten bands in this order.
+Every scene, chip, checkpoint and attribution map carries these ten bands in this order. The
+Sentinel-2 L2A constants that the scene reader and the synthetic generator share (how digital
+numbers encode reflectance, the scene classification classes) live here too.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from enum import IntEnum
 from typing import Final, Literal
 
 #: The ten Sentinel-2 L2A bands, in contract order.
@@ -39,6 +43,51 @@ RGB: Final[tuple[str, str, str]] = ("B04", "B03", "B02")
 #: False colour used for superpixels and quicklooks: SWIR2, NIR, red. Solar panels stand out
 #: against vegetation and soil in it.
 FALSE_COLOR: Final[tuple[str, str, str]] = ("B12", "B08", "B04")
+
+
+#: L2A digital numbers: ``reflectance = (DN + L2A_BOA_ADD_OFFSET) / L2A_QUANTIFICATION``.
+L2A_QUANTIFICATION: Final = 10000
+#: The L2A ``BOA_ADD_OFFSET`` from processing baseline :data:`L2A_OFFSET_BASELINE` on (0 before).
+L2A_BOA_ADD_OFFSET: Final = -1000
+#: The first processing baseline with :data:`L2A_BOA_ADD_OFFSET`.
+L2A_OFFSET_BASELINE: Final = 4.0
+#: The day processing baseline 04.00 (with :data:`L2A_BOA_ADD_OFFSET`) went live.
+L2A_OFFSET_SINCE: Final = dt.date(2022, 1, 25)
+
+
+class SclClass(IntEnum):
+    """The twelve classes of the L2A scene classification layer (SCL), by value."""
+
+    NO_DATA = 0
+    SATURATED_OR_DEFECTIVE = 1
+    DARK_AREA_PIXELS = 2
+    CLOUD_SHADOW = 3
+    VEGETATION = 4
+    NOT_VEGETATED = 5
+    WATER = 6
+    UNCLASSIFIED = 7
+    CLOUD_MEDIUM_PROBABILITY = 8
+    CLOUD_HIGH_PROBABILITY = 9
+    THIN_CIRRUS = 10
+    SNOW = 11
+
+
+#: SCL value → class name (``3: "cloud shadow"``), all twelve classes.
+SCL_CLASSES: Final[dict[int, str]] = {int(c): c.name.lower().replace("_", " ") for c in SclClass}
+#: SCL classes of clouds: medium and high probability, thin cirrus.
+SCL_CLOUD: Final[frozenset[int]] = frozenset(
+    int(c)
+    for c in (
+        SclClass.CLOUD_MEDIUM_PROBABILITY,
+        SclClass.CLOUD_HIGH_PROBABILITY,
+        SclClass.THIN_CIRRUS,
+    )
+)
+#: SCL classes that make a pixel invalid when a scene is read: no data, saturated or defective,
+#: cloud shadows and :data:`SCL_CLOUD`. Snow stays valid.
+SCL_INVALID: Final[frozenset[int]] = SCL_CLOUD | frozenset(
+    int(c) for c in (SclClass.NO_DATA, SclClass.SATURATED_OR_DEFECTIVE, SclClass.CLOUD_SHADOW)
+)
 
 
 def band_index(name: str) -> int:

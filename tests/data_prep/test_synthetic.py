@@ -20,6 +20,7 @@ from data_prep.synthetic import (
     BOA_QUANTIFICATION_VALUE,
     LANDCOVER_CLASSES,
     SCL_CLASSES,
+    SCL_WRITTEN,
     RegionConfig,
     RegionFiles,
     generate_region,
@@ -158,7 +159,7 @@ def test_scl_contract_clouds_shadows_nodata(region: RegionFiles) -> None:
         assert scl_src.dtypes == ("uint8",)
         scl = scl_src.read(1)
         dn = scene_src.read()
-    assert set(np.unique(scl)) <= set(SCL_CLASSES)
+    assert set(np.unique(scl)) <= set(SCL_WRITTEN) <= set(SCL_CLASSES)
     present = set(np.unique(scl).tolist())
     assert {0, 3, 4, 5, 6} <= present
     assert present & {8, 9}

@@ -1,0 +1,192 @@
+"""What decides a synthetic region: :class:`RegionConfig`, validated when it is made.
+
+This module depends on nothing else in the generator, so presets can build on it alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Any, Final, Literal, get_args
+
+import numpy as np
+from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError
+
+from solarmap.errors import InputError
+
+__all__ = [
+    "DEFAULT_ORIGIN",
+    "GENERATOR_VERSION",
+    "PIXEL_M",
+    "RegionConfig",
+    "SpuriousCue",
+]
+
+#: Version of the generator; bump it whenever the same config would give different files.
+GENERATOR_VERSION: Final = "1.0.0"
+
+SpuriousCue = Literal["none", "pad", "snow"]
+
+#: Upper-left corner (easting, northing) of seed 0 in the default CRS (UTM 43N, Karnataka).
+DEFAULT_ORIGIN: Final[tuple[float, float]] = (700000.0, 1560000.0)
+
+#: Side of a scene pixel in metres.
+PIXEL_M: Final = 10.0
+
+
+@dataclass(frozen=True)
+class RegionConfig:
+    """Everything that decides a synthetic region; same config, byte-identical files.
+
+    Attributes:
+        seed: Random seed (>= 0).
+        size: Pixels per side (square, 10 m pixels), even, 64 to 16384. Peak memory is about
+            200 bytes per pixel (0.8 GB at 2048, 13 GB at 8192).
+        epsg: Projected CRS in metres (default UTM 43N, southern India).
+        origin: Upper-left (easting, northing). ``None``: :data:`DEFAULT_ORIGIN` shifted by
+            whole regions per seed, so different seeds are different places.
+        date: Acquisition date, ISO ``YYYY-MM-DD``.
+        n_farms: Farms to place; ``None``: about one per 1.5 km^2, at least 3. Fewer are placed
+            when the landscape has no room (logged).
+        unmapped_fraction: Share of farms absent from OSM.
+        orphan_generator_fraction: Share of mapped farms whose panel rows are tagged only as
+            generators, with no plant around them.
+        cloud_fraction: Share of the scene under cloud (SCL 8, 9, 10); shadows come on top.
+        nodata_fraction: Share of the scene in a no-data strip at the west or east edge.
+        spurious: Plant a bright pad (``"pad"``) or snow (``"snow"``) around every OSM-mapped
+            farm, a shortcut a model may learn instead of the panels.
+        snow: Add snow patches to the landscape (land cover, SCL 11).
+    """
+
+    seed: int = 0
+    size: int = 1024
+    epsg: int = 32643
+    origin: tuple[float, float] | None = None
+    date: str = "2022-03-15"
+    n_farms: int | None = None
+    unmapped_fraction: float = 0.2
+    orphan_generator_fraction: float = 0.1
+    cloud_fraction: float = 0.03
+    nodata_fraction: float = 0.02
+    spurious: SpuriousCue = "none"
+    snow: bool = False
+
+    def __post_init__(self) -> None:
+        crs = self._check()
+        self._to_plain_types()
+        lon_lat = Transformer.from_crs(crs, 4326, always_xy=True).transform(*self.resolved_origin)
+        if not all(math.isfinite(v) for v in lon_lat):
+            raise InputError(
+                f"RegionConfig.origin={self.resolved_origin}: outside EPSG:{self.epsg}; "
+                "give an origin inside the CRS's area of use"
+            )
+
+    def _check(self) -> CRS:
+        """Refuse values out of range or of the wrong type; return the CRS."""
+        _check_whole("seed", self.seed, 0, 2**63 - 1)
+        _check_whole("size", self.size, 64, 16384)
+        if self.size % 2:
+            raise InputError(
+                f"RegionConfig.size={self.size}: give an even size, so the 20 m SCL grid covers "
+                "the same extent"
+            )
+        crs = _check_epsg(self.epsg)
+        _check_origin(self.origin)
+        try:
+            dt.date.fromisoformat(str(self.date))
+        except ValueError as err:
+            raise InputError(
+                f"RegionConfig.date={self.date!r}: give an ISO date YYYY-MM-DD"
+            ) from err
+        if self.n_farms is not None:
+            _check_whole("n_farms", self.n_farms, 1, 100000)
+        _check_share("unmapped_fraction", self.unmapped_fraction, 1.0)
+        _check_share("orphan_generator_fraction", self.orphan_generator_fraction, 1.0)
+        _check_share("cloud_fraction", self.cloud_fraction, 0.5)
+        _check_share("nodata_fraction", self.nodata_fraction, 0.5)
+        if self.spurious not in get_args(SpuriousCue):
+            raise InputError(
+                f"RegionConfig.spurious={self.spurious!r}: choose one of "
+                f"{', '.join(get_args(SpuriousCue))}"
+            )
+        if not isinstance(self.snow, bool):
+            raise InputError(f"RegionConfig.snow={self.snow!r}: give true or false")
+        return crs
+
+    def _to_plain_types(self) -> None:
+        """Plain Python types, so asdict() is JSON as is and equal configs compare equal."""
+        for name in ("seed", "size", "epsg"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+        if self.n_farms is not None:
+            object.__setattr__(self, "n_farms", int(self.n_farms))
+        for name in (
+            "unmapped_fraction",
+            "orphan_generator_fraction",
+            "cloud_fraction",
+            "nodata_fraction",
+        ):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        if self.origin is not None:
+            object.__setattr__(self, "origin", (float(self.origin[0]), float(self.origin[1])))
+
+    @property
+    def resolved_origin(self) -> tuple[float, float]:
+        """Upper-left (easting, northing) actually used: ``origin``, or the per-seed default."""
+        if self.origin is not None:
+            return (float(self.origin[0]), float(self.origin[1]))
+        side = self.size * PIXEL_M
+        # Seeds walk east over 120 km, then a row further north (up to 1000 km), then repeat.
+        per_row = max(1, int(120_000 // side))
+        rows = max(1, int(1_000_000 // side))
+        east = (self.seed % per_row) * side
+        north = ((self.seed // per_row) % rows) * side
+        return (DEFAULT_ORIGIN[0] + east, DEFAULT_ORIGIN[1] + north)
+
+    @property
+    def area_km2(self) -> float:
+        """Area of the region in km^2."""
+        return (self.size * PIXEL_M / 1000.0) ** 2
+
+
+def _check_whole(name: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InputError(f"RegionConfig.{name}={value!r}: give a whole number")
+    if not lo <= value <= hi:
+        raise InputError(f"RegionConfig.{name}={value}: choose {lo} to {hi}")
+
+
+def _check_share(name: str, value: Any, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
+        raise InputError(f"RegionConfig.{name}={value!r}: give a number from 0 to {hi}")
+    if not 0.0 <= float(value) <= hi:
+        raise InputError(f"RegionConfig.{name}={value}: choose 0 to {hi}")
+
+
+def _check_epsg(epsg: Any) -> CRS:
+    """The CRS of an EPSG code, which must be projected and in metres."""
+    _check_whole("epsg", epsg, 1024, 999999)
+    try:
+        crs = CRS.from_epsg(int(epsg))
+    except CRSError as err:
+        raise InputError(f"RegionConfig.epsg={epsg}: unknown EPSG code") from err
+    units = {ax.unit_name for ax in crs.axis_info}
+    if not crs.is_projected or units != {"metre"}:
+        raise InputError(
+            f"RegionConfig.epsg={epsg}: not a projected CRS in metres; "
+            "give a UTM code such as 32643"
+        )
+    return crs
+
+
+def _check_origin(origin: Any) -> None:
+    if origin is not None and (
+        not isinstance(origin, tuple | list)
+        or len(origin) != 2
+        or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in origin
+        )
+    ):
+        raise InputError(f"RegionConfig.origin={origin!r}: give (easting, northing) in metres")

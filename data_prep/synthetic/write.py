@@ -1,0 +1,374 @@
+"""Write a synthetic region: the scene strip by strip, SCL, land cover, OSM labels, truth, summary.
+
+:func:`generate_region` runs the generator's steps in order (landscape, farms, sky, surface
+reflectance) and writes every file; the same config gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import rasterio
+from numpy.typing import NDArray
+from pyproj import CRS, Transformer
+from rasterio.transform import Affine
+from rasterio.windows import Window
+
+from data_prep.synthetic.atmosphere import (
+    SCL_WRITTEN,
+    apply_sky,
+    classify_sky,
+    classify_surface,
+    make_sky,
+)
+from data_prep.synthetic.config import GENERATOR_VERSION, RegionConfig
+from data_prep.synthetic.farms import Farm, assign_roles, place_farms, render_farms
+from data_prep.synthetic.fields import FloatMap
+from data_prep.synthetic.grid import Grid
+from data_prep.synthetic.landscape import LANDCOVER_CLASSES, Land, classify_landcover, make_land
+from data_prep.synthetic.osm_xml import build_osm_xml
+from data_prep.synthetic.spectra import (
+    add_sensor_noise,
+    farm_mix,
+    resample_20m_bands,
+    surface_reflectance,
+)
+from solarmap.bands import (
+    BANDS,
+    L2A_BOA_ADD_OFFSET,
+    L2A_QUANTIFICATION,
+    SCL_CLASSES,
+    SclClass,
+)
+from solarmap.errors import InputError
+from solarmap.geo import cog_writer, write_cog, write_json, write_text, write_vector
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RegionFiles", "generate_region"]
+
+_STRIP_ROWS: Final = 512  # rows per synthesis strip (even, COG block size)
+_DEFAULT_CONFIG: Final = RegionConfig()
+
+
+@dataclass(frozen=True)
+class RegionFiles:
+    """Paths of the files :func:`generate_region` wrote."""
+
+    root: Path
+    scene: Path
+    scl: Path
+    osm: Path
+    truth: Path
+    landcover: Path
+    config: Path
+
+    @classmethod
+    def in_folder(cls, out: Path) -> RegionFiles:
+        """The file names :func:`generate_region` writes in ``out``."""
+        return cls(
+            root=out,
+            scene=out / "scene.tif",
+            scl=out / "scene_SCL.tif",
+            osm=out / "labels.osm",
+            truth=out / "truth.gpkg",
+            landcover=out / "landcover.tif",
+            config=out / "region.json",
+        )
+
+
+@contextlib.contextmanager
+def _fixed_gpkg_date(date: str) -> Iterator[None]:
+    """GeoPackages record a last-change time; fix it so the same seed gives the same bytes."""
+    import pyogrio
+
+    old = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": f"{date}T00:00:00Z"})
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": old})
+
+
+def _scene_id(config: RegionConfig, crs: CRS, lat: float) -> str:
+    """A Sentinel-2 L2A product name for the region: its UTM tile at latitude ``lat``, an
+    orbit and a time made from the seed."""
+    day = dt.date.fromisoformat(config.date).strftime("%Y%m%d")
+    zone = crs.utm_zone or "00N"
+    zone_num = zone[:-1].zfill(2)
+    band = "CDEFGHJKLMNPQRSTUVWX"[int(np.clip((lat + 80) // 8, 0, 19))]
+    letters = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+    s = config.seed
+    tile = f"{zone_num}{band}{letters[s % 24]}{letters[(s // 24) % 24]}"
+    orbit = s % 143 + 1
+    t = (s // 143) % 86400
+    hh, mm, ss = t // 3600, (t // 60) % 60, t % 60
+    return f"S2A_MSIL2A_{day}T051651_N0509_R{orbit:03d}_T{tile}_{day}T{hh:02d}{mm:02d}{ss:02d}"
+
+
+def generate_region(out_dir: Path, config: RegionConfig = _DEFAULT_CONFIG) -> RegionFiles:
+    """Generate a synthetic Sentinel-2 L2A-like region with solar farms and OSM labels.
+
+    Writes, into ``out_dir`` (created if missing; existing files of the same names replaced):
+
+    - ``scene.tif``: COG ``uint16[10, size, size]``, bands in :data:`~solarmap.bands.BANDS`
+      order (descriptions set), L2A digital numbers ``DN = reflectance * 10000 + 1000`` (tags
+      ``BOA_ADD_OFFSET=-1000``, ``BOA_QUANTIFICATION_VALUE=10000``, GDAL scale 1e-4 and offset
+      -0.1), nodata 0, plus ``SCENE_ID``, ``DATETIME``, ``SPACECRAFT``, ``PROCESSING_BASELINE``.
+    - ``scene_SCL.tif``: COG ``uint8[size/2, size/2]``, Sen2Cor classes (:data:`SCL_WRITTEN`).
+    - ``landcover.tif``: COG ``uint8[size, size]``, :data:`LANDCOVER_CLASSES`.
+    - ``labels.osm``: OSM XML 0.6: mapped plants (closed ways and multipolygon relations),
+      panel rows as generators, orphan generators, roads and land use. Unmapped farms are absent.
+    - ``truth.gpkg``: layer ``farms``, every farm: farm_id, mapped, orphan, area_ha, n_blocks,
+      osm_kind, geometry (footprint in the scene CRS).
+    - ``region.json``: the config, counts, land-cover shares and the generator version.
+
+    The same config gives byte-identical files.
+
+    Args:
+        out_dir: Folder to write into.
+        config: The region to make.
+
+    Returns:
+        The paths written.
+
+    Raises:
+        InputError: if ``config`` is not a :class:`RegionConfig`.
+    """
+    if not isinstance(config, RegionConfig):
+        raise InputError(f"config={config!r}: give a RegionConfig")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # One GDAL environment for the whole run (rasterize is called per farm), with
+    # multi-threaded compression: several times faster, and GDAL writes the same bytes.
+    with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
+        return _generate(out, config)
+
+
+def _generate(out: Path, config: RegionConfig) -> RegionFiles:
+    """Make the region step by step and write its files into ``out``."""
+    grid = Grid.of(config)
+    log.info("synthetic region: seed %d, %d x %d px at %s", config.seed, grid.W, grid.H, grid.crs)
+
+    land = make_land(config, grid)
+    farms = place_farms(config, grid, land)
+    assign_roles(config, farms)
+    render_farms(config, grid, land, farms)
+    sky = make_sky(config, grid)
+    landcover = classify_landcover(land)
+
+    files = RegionFiles.in_folder(out)
+    tags = _scene_tags(config, grid)
+    scl = _write_scene(files, config, grid, land, farm_mix(farms), sky, landcover, tags)
+    _write_class_maps(files, grid, scl, landcover, tags)
+    xml, osm_counts = build_osm_xml(config, grid, land, farms)
+    write_text(files.osm, xml)
+    _write_truth(files.truth, grid, farms, config.date)
+
+    landcover_share = _class_shares(landcover, len(LANDCOVER_CLASSES))
+    scl_share = _class_shares(scl, len(SCL_CLASSES))
+    summary = _summary(
+        config, grid, files, tags["SCENE_ID"], farms, osm_counts, landcover_share, scl_share
+    )
+    write_json(files.config, summary)
+    log.info(
+        "wrote %s: %d farms (%d mapped), %.1f %% solar",
+        out,
+        len(farms),
+        sum(f.mapped for f in farms),
+        100 * landcover_share[7],
+    )
+    return files
+
+
+def _scene_tags(config: RegionConfig, grid: Grid) -> dict[str, Any]:
+    """Dataset tags of ``scene.tif``: id, time, platform, L2A encoding, provenance."""
+    to_ll = Transformer.from_crs(grid.crs, 4326, always_xy=True)
+    _, lat_c = to_ll.transform(grid.x0 + grid.W * 5.0, grid.y0 - grid.H * 5.0)
+    return {
+        "SCENE_ID": _scene_id(config, grid.crs, lat_c),
+        "DATETIME": f"{config.date}T05:16:51Z",
+        "SPACECRAFT": "Sentinel-2A",
+        "PROCESSING_BASELINE": "05.09",
+        "BOA_ADD_OFFSET": L2A_BOA_ADD_OFFSET,
+        "BOA_QUANTIFICATION_VALUE": L2A_QUANTIFICATION,
+        "REFLECTANCE_ENCODING": "L2A_DN",
+        "SOLARMAP_SYNTHETIC": 1,
+        "SOLARMAP_SEED": config.seed,
+    }
+
+
+def _write_class_maps(
+    files: RegionFiles,
+    grid: Grid,
+    scl: NDArray[np.uint8],
+    landcover: NDArray[np.uint8],
+    tags: dict[str, Any],
+) -> None:
+    """Write ``scene_SCL.tif`` (20 m) and ``landcover.tif`` (10 m)."""
+    write_cog(
+        files.scl,
+        scl,
+        crs=grid.crs,
+        transform=grid.transform * Affine.scale(2.0),
+        nodata=0,
+        descriptions=["SCL"],
+        tags={"SCENE_ID": tags["SCENE_ID"], "DATETIME": tags["DATETIME"]},
+        overview_resampling="nearest",
+    )
+    write_cog(
+        files.landcover,
+        landcover,
+        crs=grid.crs,
+        transform=grid.transform,
+        nodata=0,
+        descriptions=["landcover"],
+        tags={f"CLASS_{k}": v for k, v in LANDCOVER_CLASSES.items()},
+        overview_resampling="nearest",
+    )
+
+
+def _class_shares(classes: NDArray[np.uint8], n: int) -> NDArray[np.float64]:
+    """Share of the pixels in each class ``0..n-1`` (or more, when higher classes occur)."""
+    return np.bincount(classes.ravel(), minlength=n) / classes.size
+
+
+def _summary(
+    config: RegionConfig,
+    grid: Grid,
+    files: RegionFiles,
+    scene_id: str,
+    farms: list[Farm],
+    osm_counts: dict[str, int],
+    landcover_share: NDArray[np.float64],
+    scl_share: NDArray[np.float64],
+) -> dict[str, Any]:
+    """The content of ``region.json``: generator, config, grid, scene id, counts, class shares
+    and file names."""
+    return {
+        "generator": "data_prep.synthetic",
+        "generator_version": GENERATOR_VERSION,
+        "config": dataclasses.asdict(config),
+        "origin": list(grid.bounds[0::3]),
+        "crs": f"EPSG:{config.epsg}",
+        "transform": list(grid.transform)[:6],
+        "scene_id": scene_id,
+        "counts": {
+            "farms": len(farms),
+            "mapped": sum(f.mapped for f in farms),
+            "unmapped": sum(not f.mapped for f in farms),
+            "orphan": sum(f.orphan for f in farms),
+            **osm_counts,
+            "solar_area_ha": round(sum(f.area_ha for f in farms), 2),
+        },
+        "landcover_share": {
+            LANDCOVER_CLASSES[k]: round(float(landcover_share[k]), 5) for k in LANDCOVER_CLASSES
+        },
+        "scl_share": {SCL_CLASSES[k]: round(float(scl_share[k]), 5) for k in SCL_WRITTEN},
+        "files": {k: v.name for k, v in dataclasses.asdict(files).items() if k != "root"},
+    }
+
+
+def _write_scene(
+    files: RegionFiles,
+    config: RegionConfig,
+    grid: Grid,
+    land: Land,
+    farm_params: NDArray[np.float32],
+    sky: tuple[FloatMap, FloatMap],
+    landcover: NDArray[np.uint8],
+    tags: dict[str, Any],
+) -> NDArray[np.uint8]:
+    """Write ``scene.tif`` strip by strip; return the SCL ``[H/2, W/2]`` made on the way."""
+    scl = np.zeros((grid.H // 2, grid.W // 2), np.uint8)
+    with cog_writer(
+        files.scene,
+        width=grid.W,
+        height=grid.H,
+        count=len(BANDS),
+        dtype="uint16",
+        crs=grid.crs,
+        transform=grid.transform,
+        nodata=0,
+        descriptions=BANDS,
+        tags=tags,
+        scales=[1.0 / L2A_QUANTIFICATION] * len(BANDS),
+        offsets=[L2A_BOA_ADD_OFFSET / L2A_QUANTIFICATION] * len(BANDS),
+    ) as dst:
+        for strip, r0 in enumerate(range(0, grid.H, _STRIP_ROWS)):
+            r1 = min(grid.H, r0 + _STRIP_ROWS)
+            dn, scl_strip = _synthesise_strip(
+                config, land, farm_params, *sky, landcover, r0, r1, strip
+            )
+            dst.write(dn, window=Window(0, r0, grid.W, r1 - r0))
+            scl[r0 // 2 : r1 // 2] = scl_strip
+    return scl
+
+
+def _write_truth(path: Path, grid: Grid, farms: list[Farm], date: str) -> None:
+    import geopandas as gpd
+
+    def kind(f: Farm) -> str:
+        if not f.mapped:
+            return "none"
+        if f.orphan:
+            return "generators"
+        return "relation" if f.as_relation or f.hole is not None else "way"
+
+    gdf = gpd.GeoDataFrame(
+        {
+            "farm_id": np.array([f.index for f in farms], dtype=np.int32),
+            "mapped": np.array([f.mapped for f in farms], dtype=bool),
+            "orphan": np.array([f.orphan for f in farms], dtype=bool),
+            "area_ha": np.array([round(f.area_ha, 4) for f in farms], dtype=np.float64),
+            "n_blocks": np.array([f.n_blocks for f in farms], dtype=np.int32),
+            "osm_kind": [kind(f) for f in farms],
+        },
+        geometry=[f.footprint for f in farms],
+        crs=grid.crs,
+    )
+    with _fixed_gpkg_date(date):
+        write_vector(gdf, path, layer="farms")
+
+
+def _synthesise_strip(
+    config: RegionConfig,
+    land: Land,
+    farm_params: NDArray[np.float32],
+    cloud: FloatMap,
+    shadow: FloatMap,
+    landcover: NDArray[np.uint8],
+    r0: int,
+    r1: int,
+    strip: int,
+) -> tuple[NDArray[np.uint16], NDArray[np.uint8]]:
+    """DN ``[10, h, W]`` and SCL ``[h/2, W/2]`` of rows ``r0:r1``."""
+    rows = slice(r0, r1)
+    refl = surface_reflectance(land, farm_params, r0, r1)
+    add_sensor_noise(config, refl, strip)
+    # Scene classification from the surface (before clouds), at 20 m.
+    scl = classify_surface(refl, landcover[r0:r1:2, ::2])
+    apply_sky(refl, cloud[rows], shadow[rows], land.maps["illum"][rows])
+    resample_20m_bands(refl)
+    classify_sky(scl, cloud[rows], shadow[rows])
+    nodata = land.nodata[rows]
+    scl[nodata[::2, ::2]] = SclClass.NO_DATA
+    return _encode_dn(refl, nodata), scl
+
+
+def _encode_dn(refl: FloatMap, nodata: NDArray[np.bool_]) -> NDArray[np.uint16]:
+    """L2A digital numbers ``[10, h, W]`` of ``refl`` (overwritten), 0 at no data."""
+    refl *= L2A_QUANTIFICATION
+    refl -= L2A_BOA_ADD_OFFSET
+    np.rint(refl, out=refl)
+    dn = np.clip(refl, 1, 65535, out=refl).astype(np.uint16)
+    dn[:, nodata] = 0
+    return dn
