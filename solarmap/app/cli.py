@@ -31,13 +31,23 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's own help: wraps at any width and never cuts a default short, as rich's panels do
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
 @app.callback()
 def _global(
-    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More log.")] = 0,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "-v",
+            "--verbose",
+            count=True,
+            help="A counter: -v debug log, -vv also the libraries' (GDAL, osmnx...) debug log.",
+        ),
+    ] = 0,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Warnings only, no bars.")] = False,
 ) -> None:
     """Map solar farms in Sentinel-2 imagery and explain why the model believes it."""
@@ -371,7 +381,7 @@ def _explain_command() -> Callable[..., None]:
     explain.__doc__ = (
         "Explain why the model calls pixels solar: georeferenced attribution maps per target."
         "\n\n--methods takes method names, the families gradient, perturbation and superpixel,"
-        " or all:\n\n" + "\n\n".join(describe_methods().splitlines())
+        " or all:\n\n\b\n" + describe_methods()
     )
     return explain
 

@@ -14,7 +14,8 @@ from rich.logging import RichHandler
 
 
 def configure_logging(verbosity: int) -> None:
-    """Configure the root logger: -1 quiet (warnings), 0 info, 1+ debug."""
+    """Configure the root logger: -1 quiet (warnings), 0 info, 1 debug, 2+ debug of the
+    libraries too."""
     level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
     handler: logging.Handler
     if sys.stderr.isatty():
@@ -31,4 +32,4 @@ def configure_logging(verbosity: int) -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     for noisy in ("rasterio", "fiona", "pyogrio", "matplotlib", "urllib3", "PIL", "distributed"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+        logging.getLogger(noisy).setLevel(level if verbosity >= 2 else max(level, logging.WARNING))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -255,3 +257,29 @@ def test_train_and_evaluate_bad_input(tmp_path, capsys) -> None:
         capsys,
         "probability",
     )
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_help_shows_every_default_whole(width: int) -> None:
+    """Help is click's plain layout: it wraps, but never cuts a default or a method short."""
+    import typer
+    from typer.testing import CliRunner
+
+    from solarmap.app.cli import app
+
+    group: Any = typer.main.get_command(app)
+    ctx = group.context_class(group)
+    for name in group.list_commands(ctx):
+        result = CliRunner().invoke(app, [name, "--help"], terminal_width=width)
+        assert result.exit_code == 0, name
+        # whole: wrapped lines (also at a hyphen, as click wraps) joined, nothing left out
+        flat = re.sub(r"(\w)- ", r"\1-", " ".join(result.output.split()))
+        assert "…" not in result.output, name
+        command = group.get_command(ctx, name)
+        assert command is not None
+        for param in command.params:
+            default = param.default
+            if isinstance(default, str | int | float) and not isinstance(default, bool):
+                assert f"[default: {default}]" in flat, (name, param.name, width)
+    top = CliRunner().invoke(app, ["--help"], terminal_width=width).output
+    assert "-vv" in top
