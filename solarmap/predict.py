@@ -35,7 +35,15 @@ from rasterio.windows import Window
 
 import solarmap
 from solarmap.errors import CheckpointError, InputError
-from solarmap.geo import cog_writer, open_raster, output_dir, write_json, write_vector
+from solarmap.geo import (
+    cog_writer,
+    equal_area_crs,
+    open_raster,
+    output_dir,
+    polygonize_mask,
+    write_json,
+    write_vector,
+)
 from solarmap.model import Checkpoint
 from solarmap.progress import track
 
@@ -525,16 +533,6 @@ def _empty_polygons(crs: Any) -> Any:
     return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
 
 
-def _equal_area_crs(ds: Any) -> str:
-    """A Lambert azimuthal equal-area CRS centred on the raster."""
-    from pyproj import Transformer
-
-    left, bottom, right, top = ds.bounds
-    to_lonlat = Transformer.from_crs(ds.crs, "EPSG:4326", always_xy=True)
-    lon, lat = to_lonlat.transform((left + right) / 2, (bottom + top) / 2)
-    return f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +datum=WGS84 +units=m +no_defs"
-
-
 def _polygon_stats(
     ds: Any, pix: np.ndarray, bounds: np.ndarray, *, strip: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -612,8 +610,6 @@ def probability_to_polygons(
     """
     import geopandas as gpd
     import shapely
-    from rasterio.features import shapes
-    from shapely.geometry import shape
 
     if not 0.0 < threshold <= 1.0:
         raise InputError(f"threshold {threshold} is not a probability; give a value in (0, 1]")
@@ -631,10 +627,7 @@ def probability_to_polygons(
             solar = prob >= threshold  # NaN compares False
             if not solar.any():
                 continue
-            for geom, _ in shapes(
-                solar.astype(np.uint8), mask=solar, transform=Affine.translation(0, row0)
-            ):
-                poly = shape(geom)
+            for poly in polygonize_mask(solar, Affine.translation(0, row0)):
                 _, miny, _, maxy = poly.bounds
                 top_seam = row0 > 0 and miny == row0
                 bottom_seam = row0 + n < H and maxy == row0 + n
@@ -658,7 +651,7 @@ def probability_to_polygons(
             ),
         )
         crs = ds.crs
-        ea_crs = _equal_area_crs(ds)
+        ea_crs = equal_area_crs(ds.bounds, ds.crs)
 
     gdf = gpd.GeoDataFrame(geometry=gpd.GeoSeries(geoms, crs=crs), crs=crs)
     ea = gdf.geometry.to_crs(ea_crs)

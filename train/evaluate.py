@@ -30,7 +30,14 @@ from rasterio.windows import transform as window_transform
 
 from data_prep.rasterize import IGNORE, SOLAR, rasterize_labels
 from solarmap.errors import InputError
-from solarmap.geo import atomic_path, open_raster, read_vector, write_json
+from solarmap.geo import (
+    atomic_path,
+    equal_area_crs,
+    open_raster,
+    polygonize_mask,
+    read_vector,
+    write_json,
+)
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -245,8 +252,6 @@ def _working_crs(pred: gpd.GeoDataFrame, truth: gpd.GeoDataFrame) -> CRS:
     Otherwise (geographic inputs, or two different CRSs) a Lambert azimuthal equal-area CRS
     centred on the data is used.
     """
-    from pyproj import CRS
-
     a, b = _crs_of(pred, "predicted polygons"), _crs_of(truth, "truth polygons")
     if a == b and a.is_projected and a.axis_info[0].unit_name in ("metre", "meter"):
         return a
@@ -255,15 +260,10 @@ def _working_crs(pred: gpd.GeoDataFrame, truth: gpd.GeoDataFrame) -> CRS:
         for g in (pred, truth)
         if len(g) and not g.geometry.is_empty.all()
     ]
-    if bounds:
-        b4 = np.array(bounds)
-        lon = float((b4[:, 0].min() + b4[:, 2].max()) / 2)
-        lat = float((b4[:, 1].min() + b4[:, 3].max()) / 2)
-    else:
-        lon = lat = 0.0
-    return CRS.from_proj4(
-        f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +x_0=0 +y_0=0 +datum=WGS84 +units=m"
-    )
+    if not bounds:
+        return equal_area_crs(None)
+    b4 = np.array(bounds)
+    return equal_area_crs((b4[:, 0].min(), b4[:, 1].min(), b4[:, 2].max(), b4[:, 3].max()))
 
 
 def _clean(gdf: gpd.GeoDataFrame, crs: CRS, what: str) -> gpd.GeoDataFrame:
@@ -596,19 +596,6 @@ def _same_grid(src: Any, ref: Any, path: Path, what: str) -> None:
         )
 
 
-def _polygonize(mask: np.ndarray, transform: Any, crs: Any) -> gpd.GeoDataFrame:
-    """Connected solar regions (value 1, 4-connected) of a truth mask as polygons."""
-    import geopandas as gpd
-    from rasterio.features import shapes
-
-    solar = mask == SOLAR
-    geoms = [
-        shapely.geometry.shape(g)
-        for g, _ in shapes(solar.astype(np.uint8), mask=solar, transform=transform)
-    ]
-    return gpd.GeoDataFrame(geometry=geoms, crs=crs)
-
-
 def evaluate_prediction(
     probability: Path,
     truth: Path,
@@ -658,6 +645,8 @@ def evaluate_prediction(
         InputError: if the grids differ, a CRS is missing, the truth mask holds other values
             than 0, 1 and 255, or an option is out of range.
     """
+    import geopandas as gpd
+
     if not 0 <= threshold <= 1:
         raise InputError(f"threshold must be in [0, 1], got {threshold}")
     if block_rows < 1:
@@ -693,7 +682,8 @@ def evaluate_prediction(
                 farms = farms.loc[~(farms.geometry.is_empty | farms.geometry.isna())]
                 farms = farms.to_crs(src.crs).reset_index(drop=True)
             elif polygons is not None:
-                farms = _polygonize(truth_src.read(1), src.transform, src.crs)
+                solar = polygonize_mask(truth_src.read(1) == SOLAR, src.transform)
+                farms = gpd.GeoDataFrame(geometry=solar, crs=src.crs)
             tree = farms.sindex if farms is not None else None
             n_farms = len(farms) if farms is not None else 0
             farm_px = np.zeros(n_farms + 1, dtype=np.int64)
