@@ -21,7 +21,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import numpy as np
 import shapely
@@ -55,8 +55,61 @@ _RASTER_SUFFIXES: Final = frozenset({".tif", ".tiff", ".vrt", ".jp2", ".img"})
 _EPS: Final = 1e-9
 
 
-def _ratio(num: float, den: float) -> float:
-    return float(num) / float(den) if den else 0.0
+# --------------------------------------------------------------------------------------------
+# Scores from counts
+# --------------------------------------------------------------------------------------------
+
+#: A count or an array of counts (one per threshold): the scores below work on both.
+Count = TypeVar("Count", float, np.ndarray)
+
+
+def _ratio(num: Any, den: Any) -> Any:
+    """``num / den``, 0.0 where ``den`` is 0; a float for scalars, ``float64`` for arrays."""
+    if np.ndim(num) == 0 and np.ndim(den) == 0:
+        return float(num) / float(den) if den else 0.0
+    num, den = np.broadcast_arrays(np.asarray(num), np.asarray(den))
+    out = np.zeros(num.shape, dtype=np.float64)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def precision_score(tp: Count, fp: Count) -> Count:
+    """``tp / (tp + fp)``: the share of predictions that are right (0.0 when none)."""
+    return _ratio(tp, tp + fp)
+
+
+def recall_score(tp: Count, fn: Count) -> Count:
+    """``tp / (tp + fn)``: the share of the truth that is found (0.0 when there is none)."""
+    return _ratio(tp, tp + fn)
+
+
+def f1_score(tp: Count, fp: Count, fn: Count) -> Count:
+    """``2 tp / (2 tp + fp + fn)``: the harmonic mean of precision and recall, from counts."""
+    return _ratio(2 * tp, 2 * tp + fp + fn)
+
+
+def iou_score(tp: Count, fp: Count, fn: Count) -> Count:
+    """``tp / (tp + fp + fn)``: intersection over union (Jaccard index)."""
+    return _ratio(tp, tp + fp + fn)
+
+
+def harmonic_mean(precision: Count, recall: Count) -> Count:
+    """F1 from precision and recall, for counts that differ between the two sides (objects:
+    found farms for recall, correct detections for precision)."""
+    return _ratio(2 * precision * recall, precision + recall)
+
+
+def scores(tp: Count, fp: Count, fn: Count) -> dict[str, Count]:
+    """``precision``, ``recall``, ``f1`` and ``iou`` from counts (scalars or arrays).
+
+    A ratio whose denominator is zero is 0.0, so the result is always finite and JSON-safe.
+    """
+    return {
+        "precision": precision_score(tp, fp),
+        "recall": recall_score(tp, fn),
+        "f1": f1_score(tp, fp, fn),
+        "iou": iou_score(tp, fp, fn),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,16 +168,7 @@ class PixelCounts:
         and JSON-safe; read the counts to tell "0 because undefined" from "0 because wrong".
         """
         tp, fp, fn, tn = self.tp, self.fp, self.fn, self.tn
-        return {
-            "precision": _ratio(tp, tp + fp),
-            "recall": _ratio(tp, tp + fn),
-            "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-            "iou": _ratio(tp, tp + fp + fn),
-            "tp": tp,
-            "fp": fp,
-            "fn": fn,
-            "tn": tn,
-        }
+        return {**scores(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn, "tn": tn}
 
 
 def _check_truth(values: np.ndarray, truth: np.ndarray, *, what: str) -> None:
@@ -189,22 +233,7 @@ class ProbabilityHistogram:
         tp = np.cumsum(self.positive[::-1])[::-1]
         fp = np.cumsum(self.negative[::-1])[::-1]
         fn = int(self.positive.sum()) - tp
-
-        def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-            out = np.zeros(N_BINS, dtype=np.float64)
-            np.divide(num, den, out=out, where=den > 0)
-            return out
-
-        return {
-            "thresholds": self.thresholds,
-            "precision": ratio(tp, tp + fp),
-            "recall": ratio(tp, tp + fn),
-            "f1": ratio(2 * tp, 2 * tp + fp + fn),
-            "iou": ratio(tp, tp + fp + fn),
-            "tp": tp,
-            "fp": fp,
-            "fn": fn,
-        }
+        return {"thresholds": self.thresholds, **scores(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn}
 
     def best_threshold(self, *, metric: Literal["f1", "iou"] = "iou") -> float:
         """The threshold that maximises ``metric``.
@@ -433,7 +462,8 @@ def _bin_labels(edges: tuple[float, ...]) -> list[str]:
 def _summary(t: gpd.GeoDataFrame, p: gpd.GeoDataFrame) -> dict[str, Any]:
     n_truth, n_found = len(t), int(t["found"].sum())
     n_pred, n_correct = len(p), int(p["correct"].sum())
-    recall, precision = _ratio(n_found, n_truth), _ratio(n_correct, n_pred)
+    recall = recall_score(n_found, n_truth - n_found)
+    precision = precision_score(n_correct, n_pred - n_correct)
     f = t.loc[t["found"]]
     truth_area, pred_area = float(f["area_ha"].sum()), float(f["pred_area_ha"].sum())
     return {
@@ -443,7 +473,7 @@ def _summary(t: gpd.GeoDataFrame, p: gpd.GeoDataFrame) -> dict[str, Any]:
         "n_pred": n_pred,
         "n_correct": n_correct,
         "precision": precision,
-        "f1": _ratio(2 * precision * recall, precision + recall),
+        "f1": harmonic_mean(precision, recall),
         "matched_truth_area_ha": truth_area,
         "matched_pred_area_ha": pred_area,
         "area_error": pred_area / truth_area - 1 if truth_area > 0 else None,

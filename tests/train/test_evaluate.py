@@ -21,6 +21,7 @@ from train.evaluate import (
     match_objects,
     object_metrics,
     plot_pr_curve,
+    scores,
 )
 
 UTM = "EPSG:32633"  # Austria
@@ -34,6 +35,21 @@ def sq(x: float, y: float, w: float, h: float) -> Any:
 
 def frame(geoms: list[Any], crs: str | None = UTM) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame({"id": np.arange(len(geoms))}, geometry=geoms, crs=crs)
+
+
+# ------------------------------------------------------------------------------------ scores
+
+
+def test_scores_from_counts_are_the_same_for_scalars_and_arrays() -> None:
+    assert scores(2, 1, 1) == pytest.approx(
+        {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "iou": 0.5}
+    )
+    assert scores(0, 0, 0) == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "iou": 0.0}
+    tp, fp, fn = np.array([2, 0, 5]), np.array([1, 0, 0]), np.array([1, 0, 3])
+    arrays = scores(tp, fp, fn)
+    for i in range(3):
+        one = scores(int(tp[i]), int(fp[i]), int(fn[i]))
+        assert {k: float(v[i]) for k, v in arrays.items()} == one
 
 
 # ------------------------------------------------------------------------------------ pixels
