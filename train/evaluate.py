@@ -40,6 +40,7 @@ from solarmap.geo import (
     read_vector,
     write_json,
 )
+from solarmap.model import check_threshold
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -840,7 +841,7 @@ def evaluate_prediction(
             ignore) or a vector file of complete ground-truth farm polygons (any CRS),
             rasterized onto the grid by the centre rule.
         polygons: predicted polygons (GeoPackage) for object metrics.
-        threshold: probability at or above which a pixel is solar.
+        threshold: probability at or above which a pixel is solar, strictly between 0 and 1.
         out: folder to write ``metrics.json`` and ``pr_curve.png`` into.
         ignore: optional uint8 mask on the same grid; pixels equal to 255 are left out.
         truth_layer: layer of a multi-layer truth vector file (default: the first).
@@ -858,8 +859,7 @@ def evaluate_prediction(
         InputError: if the grids differ, a CRS is missing, the truth mask holds other values
             than 0, 1 and 255, or an option is out of range.
     """
-    if not 0 <= threshold <= 1:
-        raise InputError(f"threshold must be in [0, 1], got {threshold}")
+    check_threshold(threshold)
     if block_rows < 1:
         raise InputError(f"block_rows must be >= 1, got {block_rows}")
     probability, truth = Path(probability), Path(truth)

@@ -473,8 +473,9 @@ def test_evaluate_rejects_mismatched_grids_and_bad_values(tmp_path: Path) -> Non
     )
     with pytest.raises(InputError, match=r"bad\.tif"):
         evaluate_prediction(f["prob"], bad, threshold=0.5)
-    with pytest.raises(InputError, match="threshold"):
-        evaluate_prediction(f["prob"], f["mask"], threshold=1.5)
+    for threshold in (1.5, 0.0, 1.0, float("nan")):  # a probability strictly inside (0, 1)
+        with pytest.raises(InputError, match="threshold"):
+            evaluate_prediction(f["prob"], f["mask"], threshold=threshold)
 
 
 def test_evaluate_without_solar_truth(tmp_path: Path) -> None:
