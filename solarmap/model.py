@@ -235,6 +235,57 @@ def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]
     return folder
 
 
+def random_checkpoint(
+    path: str | Path,
+    config: ModelConfig | None = None,
+    *,
+    seed: int = 0,
+    chip_size: int = 256,
+    threshold: float = 0.5,
+    mean: float = 0.15,
+    std: float = 0.1,
+) -> Path:
+    """Save an untrained checkpoint: the U-Net with seeded random weights, for tests and
+    benchmarks (its predictions are meaningless; its cost is that of a trained one).
+
+    Torch's global random state is left as it was.
+
+    Args:
+        path: checkpoint folder to write.
+        config: the architecture (default :class:`ModelConfig`).
+        seed: seed of the weights; the same seed gives the same weights.
+        chip_size: chip size recorded in the metadata.
+        threshold: decision threshold recorded in the metadata.
+        mean: normalisation mean of every band (reflectance 0-1).
+        std: normalisation standard deviation of every band.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        InputError: if the config does not take the contract bands, or ``threshold`` is not
+            in (0, 1).
+    """
+    import torch
+
+    cfg = config or ModelConfig()
+    if cfg.in_channels != len(BANDS):
+        raise InputError(
+            f"a checkpoint takes the {len(BANDS)} contract bands, not {cfg.in_channels}"
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        model = build_model(cfg).eval()
+    meta = {
+        "bands": list(BANDS),
+        "normalisation": {"mean": [mean] * len(BANDS), "std": [std] * len(BANDS)},
+        "model": dataclasses.asdict(cfg),
+        "chip_size": chip_size,
+        "threshold": threshold,
+    }
+    return save_checkpoint(path, model, meta)
+
+
 def _weights_path(path: Path) -> Path:
     if path.is_dir():
         path = path / WEIGHTS_FILE

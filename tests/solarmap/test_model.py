@@ -20,6 +20,7 @@ from solarmap.model import (
     build_model,
     check_threshold,
     load_checkpoint,
+    random_checkpoint,
     save_checkpoint,
 )
 
@@ -161,3 +162,19 @@ def test_checkpoint_with_a_bad_threshold_is_refused_at_load(
         load_checkpoint(tmp_path)
     message = str(err.value)
     assert message.startswith(f"{bad}: threshold") and "\n" not in message
+
+
+def test_random_checkpoint_is_seeded_loadable_and_leaves_the_global_rng(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    rng = torch.get_rng_state()
+    paths = [
+        random_checkpoint(tmp_path / "a", TINY, chip_size=64, threshold=0.3),
+        random_checkpoint(tmp_path / "b", TINY, chip_size=64, threshold=0.3),
+        random_checkpoint(tmp_path / "c", TINY, seed=1),
+    ]
+    assert torch.equal(torch.get_rng_state(), rng)
+    a, b, c = (load_checkpoint(p) for p in paths)
+    first = next(iter(a.model.state_dict()))
+    assert torch.equal(a.model.state_dict()[first], b.model.state_dict()[first])
+    assert not torch.equal(a.model.state_dict()[first], c.model.state_dict()[first])
+    assert a.threshold == 0.3 and a.chip_size == 64 and a.bands == BANDS and a.config == TINY
