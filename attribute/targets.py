@@ -43,7 +43,7 @@ from torch import nn
 
 from solarmap.errors import InputError
 from solarmap.geo import check_vector_crs, read_vector
-from solarmap.model import Checkpoint
+from solarmap.model import Checkpoint, check_threshold
 from solarmap.windows import SceneSource, read_padded
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,7 @@ def probability_to_logit(p: float) -> float:
     Raises:
         InputError: unless ``0 < p < 1``.
     """
-    if not 0.0 < p < 1.0:
-        raise InputError(f"threshold {p} is not a probability; give a value between 0 and 1")
+    p = check_threshold(p)
     return math.log(p / (1.0 - p))
 
 

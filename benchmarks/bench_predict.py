@@ -14,7 +14,6 @@ on the weights (though the polygon count does).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import resource
 import subprocess
@@ -26,6 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_prepare import write_scene
+
+from solarmap.model import random_checkpoint
 
 
 def child(scene: Path, ckpt: Path, out: Path) -> None:
@@ -46,24 +47,6 @@ def child(scene: Path, ckpt: Path, out: Path) -> None:
     )
 
 
-def default_checkpoint(folder: Path) -> Path:
-    import torch
-
-    from solarmap.bands import BANDS
-    from solarmap.model import ModelConfig, build_model, save_checkpoint
-
-    torch.manual_seed(0)
-    cfg = ModelConfig()
-    meta = {
-        "bands": list(BANDS),
-        "normalisation": {"mean": [0.15] * 10, "std": [0.1] * 10},
-        "model": dataclasses.asdict(cfg),
-        "chip_size": 256,
-        "threshold": 0.5,
-    }
-    return save_checkpoint(folder, build_model(cfg).eval(), meta)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192, 16384])
@@ -77,7 +60,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        ckpt = args.checkpoint or default_checkpoint(work / "ckpt")
+        ckpt = args.checkpoint or random_checkpoint(work / "ckpt")
         print(
             f"{'pixels':>8} {'km²':>7} {'wall s':>7} {'km²/s':>7} {'peak RSS MB':>11} "
             f"{'outside fwd':>11}  split (s)"

@@ -20,6 +20,8 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 
+from train.evaluate import scores
+
 ROOT = Path(__file__).resolve().parents[1]
 AUSTRIA = ROOT.parent / "shared" / "realdata" / "austria-s2-2022"
 
@@ -110,10 +112,11 @@ def main() -> None:
                         ob["n_pred"],
                     ]
                 )
-            tp, fp, fn, nf, nt, nc, npred = np.sum(counts, axis=0)
+            tp, fp, fn, nf, nt, nc, npred = (int(n) for n in np.sum(counts, axis=0))
+            px = scores(tp, fp, fn)
             print(
-                f"{split:<6} {len(counts):>6} {tp / (tp + fp + fn):9.3f} "
-                f"{tp / max(tp + fp, 1):6.3f} {tp / max(tp + fn, 1):6.3f} "
+                f"{split:<6} {len(counts):>6} {px['iou']:9.3f} "
+                f"{px['precision']:6.3f} {px['recall']:6.3f} "
                 f"{nf:>5}/{nt:<5} {nc:>11}/{npred:<6}"
             )
 

@@ -2,7 +2,8 @@
 
 Readers translate library errors into :class:`~solarmap.errors.SolarmapError` subclasses with a
 message that names the file. Writers never leave half-written outputs: they write to a temporary
-name in the destination folder and rename on success.
+name in the destination folder and rename on success. Also the one home of the equal-area CRS
+(:func:`equal_area_crs`) and of polygonizing a mask (:func:`polygonize_mask`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import rasterio
@@ -24,6 +25,10 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
 
 from solarmap.errors import InputError, InputFileError, OutputExistsError
+
+if TYPE_CHECKING:
+    from affine import Affine
+    from pyproj import CRS
 
 log = logging.getLogger(__name__)
 
@@ -351,3 +356,57 @@ def resampling(name: str) -> Resampling:
         return Resampling[name]
     except KeyError as err:
         raise InputError(f"unknown resampling {name!r}") from err
+
+
+def equal_area_crs(bounds: Sequence[float] | None, crs: Any = "EPSG:4326") -> CRS:
+    """A Lambert azimuthal equal-area CRS centred on a box, to measure areas in metres.
+
+    Args:
+        bounds: ``(west, south, east, north)`` in ``crs``; the centre of the box, taken in
+            ``crs`` and converted to longitude/latitude, becomes the projection centre. ``None``
+            centres the projection on (0, 0).
+        crs: CRS of ``bounds`` (anything pyproj accepts).
+
+    Returns:
+        The CRS, ``+proj=laea`` on WGS 84 with the centre rounded to 1e-6 degrees.
+    """
+    from pyproj import CRS, Transformer
+
+    lon = lat = 0.0
+    if bounds is not None:
+        west, south, east, north = (float(v) for v in bounds)
+        x, y = (west + east) / 2, (south + north) / 2
+        if CRS.from_user_input(crs) == CRS.from_epsg(4326):
+            lon, lat = x, y
+        else:
+            lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
+    return CRS.from_proj4(
+        f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +x_0=0 +y_0=0 +datum=WGS84 +units=m"
+    )
+
+
+def polygonize_mask(
+    mask: np.ndarray, transform: Affine, *, connectivity: Literal[4, 8] = 4
+) -> list[Any]:
+    """Polygons of the connected True regions of a mask.
+
+    Args:
+        mask: ``bool[H, W]`` (anything else is compared with 0).
+        transform: pixel (col, row) → output coordinates, e.g. a raster's transform, or
+            ``Affine.translation(0, row0)`` for pixel coordinates of a strip starting at ``row0``.
+        connectivity: 4 (edge neighbours, the default) or 8 (corners too).
+
+    Returns:
+        Shapely polygons (with holes where the mask has them), in ``rasterio.features.shapes``
+        order.
+    """
+    from rasterio.features import shapes
+    from shapely.geometry import shape
+
+    solar = np.asarray(mask).astype(bool, copy=False)
+    return [
+        shape(geom)
+        for geom, _ in shapes(
+            solar.astype(np.uint8), mask=solar, transform=transform, connectivity=connectivity
+        )
+    ]

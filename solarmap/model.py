@@ -4,6 +4,9 @@ A checkpoint is one ``model.safetensors`` file whose safetensors metadata carrie
 metadata (bands, normalisation, model config, chip size, threshold, metrics, training-data
 fingerprint, package version), with a readable copy in ``checkpoint.json`` beside it. Loading
 never unpickles: files that hold a pickle (``torch.save`` output) are refused.
+
+Also the one check of a decision threshold (:func:`check_threshold`), which checkpoints,
+prediction and evaluation share.
 """
 
 from __future__ import annotations
@@ -14,21 +17,50 @@ import logging
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Final
 
 import solarmap
 from solarmap.bands import BANDS
-from solarmap.errors import CheckpointError, InputError
+from solarmap.errors import CheckpointError, InputError, SolarmapError
 from solarmap.geo import atomic_path, write_json
+
+if TYPE_CHECKING:  # torch is imported where it is used: the threshold check and the model
+    import torch  # config are cheap to import (`solarmap evaluate` needs no torch)
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_FILE: Final = "model.safetensors"
 META_FILE: Final = "checkpoint.json"
 FORMAT_VERSION: Final = 1
+
+
+def check_threshold(
+    value: Any, *, what: str = "threshold", error: type[SolarmapError] = InputError
+) -> float:
+    """A decision threshold as a float: a probability strictly between 0 and 1.
+
+    A pixel is solar when its probability is ``>=`` the threshold, so 0 would call every pixel
+    solar and 1 (nearly) none; both, NaN and non-numbers are refused.
+
+    Args:
+        value: the threshold.
+        what: how to name it in the message (e.g. ``"<file>: threshold"``).
+        error: the error class to raise (:class:`~solarmap.errors.InputError` for options,
+            :class:`~solarmap.errors.CheckpointError` for a checkpoint's metadata).
+
+    Raises:
+        ``error``: unless ``0 < value < 1``.
+    """
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError) as err:
+        raise error(f"{what} {value!r} is not a number; give a probability such as 0.5") from err
+    if not 0.0 < threshold < 1.0:  # also refuses NaN
+        raise error(
+            f"{what} {value!r} is not a probability strictly between 0 and 1; give e.g. 0.5"
+        )
+    return threshold
 
 
 @dataclass(frozen=True)
@@ -87,6 +119,7 @@ def build_model(config: ModelConfig | None = None) -> nn.Module:
         InputError: on an unknown encoder or weights that cannot be had.
     """
     import segmentation_models_pytorch as smp
+    from torch import nn
 
     cfg = config or ModelConfig()
     weights = cfg.encoder_weights
@@ -151,6 +184,8 @@ class Checkpoint:
 
     def zero_reflectance(self) -> torch.Tensor:
         """``Tensor[B]``: reflectance 0 in normalised units, ``−mean/std`` per band."""
+        import torch
+
         return -torch.tensor(self.mean) / torch.tensor(self.std)
 
     def freeze(self) -> nn.Module:
@@ -163,6 +198,8 @@ class Checkpoint:
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """``Tensor[N, B, H, W]`` reflectance → normalised model input (NaN → 0 after scaling)."""
+        import torch
+
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device)[None, :, None, None]
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device)[None, :, None, None]
         return torch.nan_to_num((x - mean) / std, nan=0.0)
@@ -173,6 +210,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]
 
     ``metadata`` must hold ``bands``, ``normalisation`` (``mean``, ``std``), ``model`` (a
     :class:`ModelConfig` as dict), ``chip_size`` and ``threshold``; anything else is kept.
+
+    Raises:
+        InputError: if a required key is missing or the threshold is not in (0, 1).
     """
     from safetensors.torch import save_file
 
@@ -180,6 +220,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]
     missing = required - set(metadata)
     if missing:
         raise InputError(f"checkpoint metadata lacks {sorted(missing)}")
+    check_threshold(metadata["threshold"], what="checkpoint threshold")
     meta = {
         "format_version": FORMAT_VERSION,
         "solarmap_version": solarmap.__version__,
@@ -192,6 +233,57 @@ def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]
         save_file(state, str(tmp), metadata={"solarmap": json.dumps(meta)})
     write_json(folder / META_FILE, meta)
     return folder
+
+
+def random_checkpoint(
+    path: str | Path,
+    config: ModelConfig | None = None,
+    *,
+    seed: int = 0,
+    chip_size: int = 256,
+    threshold: float = 0.5,
+    mean: float = 0.15,
+    std: float = 0.1,
+) -> Path:
+    """Save an untrained checkpoint: the U-Net with seeded random weights, for tests and
+    benchmarks (its predictions are meaningless; its cost is that of a trained one).
+
+    Torch's global random state is left as it was.
+
+    Args:
+        path: checkpoint folder to write.
+        config: the architecture (default :class:`ModelConfig`).
+        seed: seed of the weights; the same seed gives the same weights.
+        chip_size: chip size recorded in the metadata.
+        threshold: decision threshold recorded in the metadata.
+        mean: normalisation mean of every band (reflectance 0-1).
+        std: normalisation standard deviation of every band.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        InputError: if the config does not take the contract bands, or ``threshold`` is not
+            in (0, 1).
+    """
+    import torch
+
+    cfg = config or ModelConfig()
+    if cfg.in_channels != len(BANDS):
+        raise InputError(
+            f"a checkpoint takes the {len(BANDS)} contract bands, not {cfg.in_channels}"
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        model = build_model(cfg).eval()
+    meta = {
+        "bands": list(BANDS),
+        "normalisation": {"mean": [mean] * len(BANDS), "std": [std] * len(BANDS)},
+        "model": dataclasses.asdict(cfg),
+        "chip_size": chip_size,
+        "threshold": threshold,
+    }
+    return save_checkpoint(path, model, meta)
 
 
 def _weights_path(path: Path) -> Path:
@@ -225,7 +317,8 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> 
     """Load a checkpoint folder (or its ``model.safetensors``) without unpickling anything.
 
     Raises:
-        CheckpointError: when missing, a pickle, corrupt, truncated or inconsistent.
+        CheckpointError: when missing, a pickle, corrupt, truncated or inconsistent (a
+            threshold that is not a probability strictly between 0 and 1 included).
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -248,10 +341,11 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> 
         bands = tuple(meta["bands"])
         mean = [float(v) for v in meta["normalisation"]["mean"]]
         std = [float(v) for v in meta["normalisation"]["std"]]
-        threshold = float(meta["threshold"])
+        raw_threshold = meta["threshold"]
         chip_size = int(meta["chip_size"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{weights}: metadata is incomplete ({err})") from err
+    threshold = check_threshold(raw_threshold, what=f"{weights}: threshold", error=CheckpointError)
     if len(mean) != len(bands) or len(std) != len(bands) or min(std) <= 0:
         raise CheckpointError(f"{weights}: normalisation does not match its {len(bands)} bands")
     model = build_model(dataclasses.replace(config, encoder_weights=None))

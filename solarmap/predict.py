@@ -20,25 +20,36 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from affine import Affine
 from rasterio.windows import Window
 
 import solarmap
-from solarmap.errors import CheckpointError, InputError
-from solarmap.geo import cog_writer, open_raster, output_dir, write_json, write_vector
-from solarmap.model import Checkpoint
+from solarmap.errors import CheckpointError, InputError, InputFileError
+from solarmap.geo import (
+    cog_writer,
+    equal_area_crs,
+    open_raster,
+    output_dir,
+    polygonize_mask,
+    write_json,
+    write_vector,
+)
+from solarmap.model import Checkpoint, check_threshold
 from solarmap.progress import track
 from solarmap.windows import SceneSource, read_padded
+
+if TYPE_CHECKING:  # torch is imported where the model runs: reading a prediction's record
+    import torch  # (`solarmap evaluate`) needs no torch
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +59,7 @@ __all__ = [
     "PredictResult",
     "predict_scene",
     "probability_to_polygons",
+    "recorded_threshold",
 ]
 
 PROBABILITY_FILE = "probability.tif"
@@ -101,18 +113,21 @@ class PredictConfig:
             )
         if self.batch_size < 1:
             raise InputError(f"batch size {self.batch_size} is too small; use 1 or more")
-        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
-            raise InputError(
-                f"threshold {self.threshold} is not a probability; give a value between 0 and 1"
-            )
+        if self.threshold is not None:
+            check_threshold(self.threshold)
         if not self.min_area_m2 >= 0.0:  # also refuses NaN
             raise InputError(f"min_area_m2 {self.min_area_m2} is negative; use 0 or more")
-        try:
-            torch.device(self.device)
-        except (RuntimeError, TypeError) as err:
-            raise InputError(
-                f"unknown device {self.device!r}; use 'cpu', 'cuda' or 'cuda:N'"
-            ) from err
+        if self.device != "cpu":  # the default needs no torch import
+            _check_device(self.device)
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise InputError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from err
 
 
 @dataclass
@@ -204,6 +219,8 @@ def _checkpoint_record(checkpoint: Checkpoint, ckpt_id: str) -> dict[str, Any]:
 
 
 def _prepare_model(checkpoint: Checkpoint, device: str) -> tuple[torch.nn.Module, torch.device]:
+    import torch
+
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r} asked for but CUDA is not available; use 'cpu'")
@@ -219,6 +236,8 @@ def _forward(
     model: torch.nn.Module, checkpoint: Checkpoint, batch: np.ndarray, device: torch.device
 ) -> np.ndarray:
     """``float32[N, B, S, S]`` reflectance → ``float32[N, S, S]`` probability."""
+    import torch
+
     x = torch.from_numpy(batch).to(device, non_blocking=True)
     logits = model(checkpoint.normalise(x))
     if logits.ndim == 4 and logits.shape[1] == 1:
@@ -259,6 +278,8 @@ def _predict_to_cog(
     seconds: dict[str, float],
 ) -> _Counts:
     """Run the sliding window over ``scene`` and write the probability COG at ``path``."""
+    import torch
+
     info = scene.info
     H, W = int(info.height), int(info.width)
     S, ov = config.window, config.overlap
@@ -474,6 +495,25 @@ def predict_scene(
     )
 
 
+def recorded_threshold(prediction: str | Path) -> float:
+    """The threshold a prediction folder was made with, read from its ``predict.json``.
+
+    Raises:
+        InputFileError: if the folder holds no readable ``predict.json``.
+        InputError: if the recorded threshold is not a probability strictly between 0 and 1.
+    """
+    path = Path(prediction) / REPORT_FILE
+    hint = "give a folder `solarmap predict` wrote (probability.tif, predict.json)"
+    try:
+        record = json.loads(path.read_text())
+        value = record["threshold"]
+    except FileNotFoundError as err:
+        raise InputFileError(f"{path}: not found; {hint}") from err
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputFileError(f"{path}: no threshold recorded ({err}); {hint}") from err
+    return check_threshold(value, what=f"{path}: threshold")
+
+
 def _empty_polygons(crs: Any) -> Any:
     import geopandas as gpd
     import pandas as pd
@@ -485,16 +525,6 @@ def _empty_polygons(crs: Any) -> Any:
     }  # fmt: skip
     columns = {name: pd.Series([], dtype=dtypes[name]) for name in POLYGON_COLUMNS}
     return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
-
-
-def _equal_area_crs(ds: Any) -> str:
-    """A Lambert azimuthal equal-area CRS centred on the raster."""
-    from pyproj import Transformer
-
-    left, bottom, right, top = ds.bounds
-    to_lonlat = Transformer.from_crs(ds.crs, "EPSG:4326", always_xy=True)
-    lon, lat = to_lonlat.transform((left + right) / 2, (bottom + top) / 2)
-    return f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +datum=WGS84 +units=m +no_defs"
 
 
 def _polygon_stats(
@@ -570,15 +600,12 @@ def probability_to_polygons(
 
     Raises:
         InputFileError: if ``prob_path`` is missing or not a raster.
-        InputError: if ``threshold`` is not in (0, 1], ``strip`` < 1, or the raster has no CRS.
+        InputError: if ``threshold`` is not in (0, 1), ``strip`` < 1, or the raster has no CRS.
     """
     import geopandas as gpd
     import shapely
-    from rasterio.features import shapes
-    from shapely.geometry import shape
 
-    if not 0.0 < threshold <= 1.0:
-        raise InputError(f"threshold {threshold} is not a probability; give a value in (0, 1]")
+    check_threshold(threshold)
     if strip < 1:
         raise InputError(f"strip {strip} is too small; use 1 or more rows")
     with open_raster(prob_path, what="probability raster") as ds:
@@ -593,10 +620,7 @@ def probability_to_polygons(
             solar = prob >= threshold  # NaN compares False
             if not solar.any():
                 continue
-            for geom, _ in shapes(
-                solar.astype(np.uint8), mask=solar, transform=Affine.translation(0, row0)
-            ):
-                poly = shape(geom)
+            for poly in polygonize_mask(solar, Affine.translation(0, row0)):
                 _, miny, _, maxy = poly.bounds
                 top_seam = row0 > 0 and miny == row0
                 bottom_seam = row0 + n < H and maxy == row0 + n
@@ -620,7 +644,7 @@ def probability_to_polygons(
             ),
         )
         crs = ds.crs
-        ea_crs = _equal_area_crs(ds)
+        ea_crs = equal_area_crs(ds.bounds, ds.crs)
 
     gdf = gpd.GeoDataFrame(geometry=gpd.GeoSeries(geoms, crs=crs), crs=crs)
     ea = gdf.geometry.to_crs(ea_crs)

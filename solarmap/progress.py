@@ -1,7 +1,7 @@
 """Progress bars for long work.
 
 Library code wraps long loops in :func:`track`; bars are shown only when the command line turns
-them on (and never in quiet mode), so library users and tests see no output.
+them on (and never in quiet mode, nor off a terminal), so library users and tests see no output.
 """
 
 from __future__ import annotations
@@ -26,9 +26,15 @@ _console = Console(stderr=True)
 
 
 def set_progress(enabled: bool) -> None:
-    """Turn progress bars on or off for this process."""
+    """Turn progress bars on or off for this process; they are only ever drawn on a terminal
+    (a pipe or a log file gets the log lines alone)."""
     global _enabled
-    _enabled = enabled
+    _enabled = enabled and _console.is_terminal
+
+
+def progress_console() -> Console:
+    """The stderr console the bars are drawn on (log handlers share it, printing above)."""
+    return _console
 
 
 def progress_enabled() -> bool:

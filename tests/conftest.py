@@ -137,22 +137,10 @@ def reordered_checkpoint(src: Path, dst: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved checkpoint of a small random U-Net (encoder depth 3), threshold 0.5."""
-    import dataclasses
+    from solarmap.model import ModelConfig, random_checkpoint
 
-    import torch
-
-    from solarmap.model import ModelConfig, build_model, save_checkpoint
-
-    torch.manual_seed(0)
     cfg = ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8))
-    meta = {
-        "bands": list(BANDS),
-        "normalisation": {"mean": [0.15] * 10, "std": [0.1] * 10},
-        "model": dataclasses.asdict(cfg),
-        "chip_size": 64,
-        "threshold": 0.5,
-    }
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt"), build_model(cfg), meta)
+    return random_checkpoint(tmp_path_factory.mktemp("ckpt"), cfg, chip_size=64)
 
 
 @pytest.fixture(scope="session")

@@ -16,12 +16,14 @@ window by window, and writes ``metrics.json`` and ``pr_curve.png``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import numpy as np
 import shapely
@@ -30,7 +32,15 @@ from rasterio.windows import transform as window_transform
 
 from data_prep.rasterize import IGNORE, SOLAR, rasterize_labels
 from solarmap.errors import InputError
-from solarmap.geo import atomic_path, open_raster, read_vector, write_json
+from solarmap.geo import (
+    atomic_path,
+    equal_area_crs,
+    open_raster,
+    polygonize_mask,
+    read_vector,
+    write_json,
+)
+from solarmap.model import check_threshold
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -48,8 +58,63 @@ _RASTER_SUFFIXES: Final = frozenset({".tif", ".tiff", ".vrt", ".jp2", ".img"})
 _EPS: Final = 1e-9
 
 
-def _ratio(num: float, den: float) -> float:
-    return float(num) / float(den) if den else 0.0
+# --------------------------------------------------------------------------------------------
+# Scores from counts
+# --------------------------------------------------------------------------------------------
+
+#: Keys of :func:`scores`.
+SCORE_NAMES: Final = ("precision", "recall", "f1", "iou")
+#: A count or an array of counts (one per threshold): the scores below work on both.
+Count = TypeVar("Count", float, np.ndarray)
+
+
+def _ratio(num: Any, den: Any) -> Any:
+    """``num / den``, 0.0 where ``den`` is 0; a float for scalars, ``float64`` for arrays."""
+    if np.ndim(num) == 0 and np.ndim(den) == 0:
+        return float(num) / float(den) if den else 0.0
+    num, den = np.broadcast_arrays(np.asarray(num), np.asarray(den))
+    out = np.zeros(num.shape, dtype=np.float64)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def precision_score(tp: Count, fp: Count) -> Count:
+    """``tp / (tp + fp)``: the share of predictions that are right (0.0 when none)."""
+    return _ratio(tp, tp + fp)
+
+
+def recall_score(tp: Count, fn: Count) -> Count:
+    """``tp / (tp + fn)``: the share of the truth that is found (0.0 when there is none)."""
+    return _ratio(tp, tp + fn)
+
+
+def f1_score(tp: Count, fp: Count, fn: Count) -> Count:
+    """``2 tp / (2 tp + fp + fn)``: the harmonic mean of precision and recall, from counts."""
+    return _ratio(2 * tp, 2 * tp + fp + fn)
+
+
+def iou_score(tp: Count, fp: Count, fn: Count) -> Count:
+    """``tp / (tp + fp + fn)``: intersection over union (Jaccard index)."""
+    return _ratio(tp, tp + fp + fn)
+
+
+def harmonic_mean(precision: Count, recall: Count) -> Count:
+    """F1 from precision and recall, for counts that differ between the two sides (objects:
+    found farms for recall, correct detections for precision)."""
+    return _ratio(2 * precision * recall, precision + recall)
+
+
+def scores(tp: Count, fp: Count, fn: Count) -> dict[str, Count]:
+    """``precision``, ``recall``, ``f1`` and ``iou`` from counts (scalars or arrays).
+
+    A ratio whose denominator is zero is 0.0, so the result is always finite and JSON-safe.
+    """
+    return {
+        "precision": precision_score(tp, fp),
+        "recall": recall_score(tp, fn),
+        "f1": f1_score(tp, fp, fn),
+        "iou": iou_score(tp, fp, fn),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,16 +173,7 @@ class PixelCounts:
         and JSON-safe; read the counts to tell "0 because undefined" from "0 because wrong".
         """
         tp, fp, fn, tn = self.tp, self.fp, self.fn, self.tn
-        return {
-            "precision": _ratio(tp, tp + fp),
-            "recall": _ratio(tp, tp + fn),
-            "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-            "iou": _ratio(tp, tp + fp + fn),
-            "tp": tp,
-            "fp": fp,
-            "fn": fn,
-            "tn": tn,
-        }
+        return {**scores(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn, "tn": tn}
 
 
 def _check_truth(values: np.ndarray, truth: np.ndarray, *, what: str) -> None:
@@ -182,25 +238,19 @@ class ProbabilityHistogram:
         tp = np.cumsum(self.positive[::-1])[::-1]
         fp = np.cumsum(self.negative[::-1])[::-1]
         fn = int(self.positive.sum()) - tp
-
-        def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-            out = np.zeros(N_BINS, dtype=np.float64)
-            np.divide(num, den, out=out, where=den > 0)
-            return out
-
-        return {
-            "thresholds": self.thresholds,
-            "precision": ratio(tp, tp + fp),
-            "recall": ratio(tp, tp + fn),
-            "f1": ratio(2 * tp, 2 * tp + fp + fn),
-            "iou": ratio(tp, tp + fp + fn),
-            "tp": tp,
-            "fp": fp,
-            "fn": fn,
-        }
+        return {"thresholds": self.thresholds, **scores(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn}
 
     def best_threshold(self, *, metric: Literal["f1", "iou"] = "iou") -> float:
-        """The threshold that maximises ``metric``.
+        """The threshold that maximises ``metric`` (see :meth:`best`).
+
+        Raises:
+            InputError: if ``metric`` is unknown or no solar pixel has been seen (every
+                threshold scores 0).
+        """
+        return self.best(metric=metric)[0]
+
+    def best(self, *, metric: Literal["f1", "iou"] = "iou") -> tuple[float, dict[str, float]]:
+        """The threshold that maximises ``metric``, and the :func:`scores` there.
 
         When several thresholds tie for the best value (a plateau, as between the two classes
         of a separable case), the middle one of them is returned: the choice farthest from
@@ -214,9 +264,11 @@ class ProbabilityHistogram:
             raise InputError(f"metric must be 'f1' or 'iou', got {metric!r}")
         if self.positive.sum() == 0:
             raise InputError("no solar pixel in the truth yet; cannot choose a threshold")
-        values = self.curve()[metric]
+        curve = self.curve()
+        values = curve[metric]
         best = np.flatnonzero(values >= values.max() - 1e-12)
-        return float(self.thresholds[best[len(best) // 2]])
+        k = int(best[len(best) // 2])
+        return float(self.thresholds[k]), {name: float(curve[name][k]) for name in SCORE_NAMES}
 
     def average_precision(self) -> float:
         """Area under the precision-recall curve (step rule, as scikit-learn's ``AP``)."""
@@ -245,8 +297,6 @@ def _working_crs(pred: gpd.GeoDataFrame, truth: gpd.GeoDataFrame) -> CRS:
     Otherwise (geographic inputs, or two different CRSs) a Lambert azimuthal equal-area CRS
     centred on the data is used.
     """
-    from pyproj import CRS
-
     a, b = _crs_of(pred, "predicted polygons"), _crs_of(truth, "truth polygons")
     if a == b and a.is_projected and a.axis_info[0].unit_name in ("metre", "meter"):
         return a
@@ -255,15 +305,10 @@ def _working_crs(pred: gpd.GeoDataFrame, truth: gpd.GeoDataFrame) -> CRS:
         for g in (pred, truth)
         if len(g) and not g.geometry.is_empty.all()
     ]
-    if bounds:
-        b4 = np.array(bounds)
-        lon = float((b4[:, 0].min() + b4[:, 2].max()) / 2)
-        lat = float((b4[:, 1].min() + b4[:, 3].max()) / 2)
-    else:
-        lon = lat = 0.0
-    return CRS.from_proj4(
-        f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +x_0=0 +y_0=0 +datum=WGS84 +units=m"
-    )
+    if not bounds:
+        return equal_area_crs(None)
+    b4 = np.array(bounds)
+    return equal_area_crs((b4[:, 0].min(), b4[:, 1].min(), b4[:, 2].max(), b4[:, 3].max()))
 
 
 def _clean(gdf: gpd.GeoDataFrame, crs: CRS, what: str) -> gpd.GeoDataFrame:
@@ -433,7 +478,8 @@ def _bin_labels(edges: tuple[float, ...]) -> list[str]:
 def _summary(t: gpd.GeoDataFrame, p: gpd.GeoDataFrame) -> dict[str, Any]:
     n_truth, n_found = len(t), int(t["found"].sum())
     n_pred, n_correct = len(p), int(p["correct"].sum())
-    recall, precision = _ratio(n_found, n_truth), _ratio(n_correct, n_pred)
+    recall = recall_score(n_found, n_truth - n_found)
+    precision = precision_score(n_correct, n_pred - n_correct)
     f = t.loc[t["found"]]
     truth_area, pred_area = float(f["area_ha"].sum()), float(f["pred_area_ha"].sum())
     return {
@@ -443,7 +489,7 @@ def _summary(t: gpd.GeoDataFrame, p: gpd.GeoDataFrame) -> dict[str, Any]:
         "n_pred": n_pred,
         "n_correct": n_correct,
         "precision": precision,
-        "f1": _ratio(2 * precision * recall, precision + recall),
+        "f1": harmonic_mean(precision, recall),
         "matched_truth_area_ha": truth_area,
         "matched_pred_area_ha": pred_area,
         "area_error": pred_area / truth_area - 1 if truth_area > 0 else None,
@@ -596,17 +642,172 @@ def _same_grid(src: Any, ref: Any, path: Path, what: str) -> None:
         )
 
 
-def _polygonize(mask: np.ndarray, transform: Any, crs: Any) -> gpd.GeoDataFrame:
-    """Connected solar regions (value 1, 4-connected) of a truth mask as polygons."""
-    import geopandas as gpd
-    from rasterio.features import shapes
+@contextlib.contextmanager
+def _open_grids(
+    probability: Path, truth: Path | None, ignore: Path | None
+) -> Iterator[tuple[Any, Any, Any]]:
+    """Open the probability raster and the optional truth and ignore masks on its grid.
 
-    solar = mask == SOLAR
-    geoms = [
-        shapely.geometry.shape(g)
-        for g, _ in shapes(solar.astype(np.uint8), mask=solar, transform=transform)
-    ]
-    return gpd.GeoDataFrame(geometry=geoms, crs=crs)
+    Yields ``(probability, truth mask or None, ignore mask or None)`` datasets; all are closed
+    on exit.
+    """
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(open_raster(probability, what="probability raster"))
+        if src.crs is None:
+            raise InputError(f"{probability}: probability raster has no CRS; georeference it")
+        masks = [
+            stack.enter_context(open_raster(path, what=what)) if path is not None else None
+            for path, what in ((truth, "truth mask"), (ignore, "ignore mask"))
+        ]
+        for mask, path, what in zip(
+            masks, (truth, ignore), ("truth mask", "ignore mask"), strict=True
+        ):
+            if mask is not None and path is not None:
+                _same_grid(mask, src, path, what)
+        yield src, masks[0], masks[1]
+
+
+def _truth_farms(
+    truth: Path, truth_src: Any, src: Any, *, layer: str | None, polygonize: bool
+) -> gpd.GeoDataFrame | None:
+    """Truth farms in the raster's CRS: read from a vector file, or (when ``polygonize``)
+    polygonized from a truth mask into 4-connected solar regions (reads the whole mask)."""
+    import geopandas as gpd
+
+    if truth_src is not None:
+        if not polygonize:
+            return None
+        solar = polygonize_mask(truth_src.read(1) == SOLAR, src.transform)
+        return gpd.GeoDataFrame(geometry=solar, crs=src.crs)
+    farms = read_vector(truth, what="truth polygons", **({"layer": layer} if layer else {}))
+    if farms.crs is None:
+        raise InputError(f"{truth}: truth polygons have no CRS; set one in the file")
+    farms = farms.loc[~(farms.geometry.is_empty | farms.geometry.isna())]
+    return farms.to_crs(src.crs).reset_index(drop=True)
+
+
+class _FarmPixels:
+    """Pixels each truth farm touches, and how many of them are observed (valid probability,
+    truth not "ignore"); entry 0 counts pixels of no farm."""
+
+    def __init__(self, farms: gpd.GeoDataFrame) -> None:
+        self.farms = farms
+        self.touched = np.zeros(len(farms) + 1, dtype=np.int64)
+        self.observed = np.zeros(len(farms) + 1, dtype=np.int64)
+
+    def add(self, near: np.ndarray, transform: Any, truth: np.ndarray) -> None:
+        """Count one window: ``near`` farm indices, window ``transform``, ``uint8`` truth."""
+        from rasterio.features import rasterize
+
+        if not len(near):
+            return
+        ids = rasterize(
+            zip(self.farms.geometry.iloc[near], near + 1, strict=True),
+            out_shape=truth.shape,
+            transform=transform,
+            fill=0,
+            all_touched=True,
+            dtype="int32",
+        )
+        self.touched += np.bincount(ids.ravel(), minlength=len(self.touched))
+        self.observed += np.bincount(ids[truth != IGNORE], minlength=len(self.touched))
+
+    def observed_farms(self, raster_bounds: tuple[float, ...]) -> np.ndarray:
+        """``bool[n_farms]``: farms of which at least half the pixels are observed.
+
+        A farm that owns no pixel (hidden under an overlapping farm, or smaller than a pixel
+        and between centres) counts as observed when it lies on the raster at all.
+        """
+        on_raster = self.farms.intersects(shapely.box(*raster_bounds)).to_numpy()
+        touched, observed = self.touched[1:], self.observed[1:]
+        return np.where(touched > 0, observed >= 0.5 * touched, on_raster)
+
+
+def _valid_window(src: Any, ignore_src: Any, win: Window) -> tuple[np.ndarray, np.ndarray]:
+    """``(float32 probability, bool valid)`` of one window: finite, not nodata, not ignored."""
+    prob = src.read(1, window=win).astype(np.float32, copy=False)
+    valid = np.isfinite(prob)
+    if src.nodata is not None and not math.isnan(src.nodata):
+        valid &= prob != src.nodata
+    if ignore_src is not None:
+        valid &= ignore_src.read(1, window=win) != IGNORE
+    return prob, valid
+
+
+def _farms_in_window(tree: Any, transform: Any, shape: tuple[int, int]) -> np.ndarray:
+    """Sorted indices of the farms (spatial index ``tree``) that meet a window; empty without
+    farms."""
+    if tree is None:
+        return np.zeros(0, dtype=np.int64)
+    left, top = transform.c, transform.f
+    right, bottom = transform * (shape[1], shape[0])
+    bounds = shapely.box(left, min(top, bottom), right, max(top, bottom))
+    return np.sort(tree.query(bounds, predicate="intersects"))
+
+
+def _scan_windows(
+    src: Any,
+    truth_src: Any,
+    ignore_src: Any,
+    farms: gpd.GeoDataFrame | None,
+    *,
+    threshold: float,
+    block_rows: int,
+    farm_pixels: _FarmPixels | None,
+    truth: Path,
+) -> tuple[PixelCounts, ProbabilityHistogram]:
+    """Pixel counts at ``threshold`` and the PR histogram, ``block_rows`` rows at a time; the
+    truth of a window is the mask's, or the farms rasterized by the centre rule. Also counts
+    ``farm_pixels`` when given."""
+    counts, hist = PixelCounts(), ProbabilityHistogram()
+    tree = farms.sindex if farms is not None else None
+    H, W = src.height, src.width
+    for row in range(0, H, block_rows):
+        win = Window(0, row, W, min(block_rows, H - row))
+        w_tf = window_transform(win, src.transform)
+        shape = (int(win.height), int(win.width))
+        prob, valid = _valid_window(src, ignore_src, win)
+        near = _farms_in_window(tree, w_tf, shape)
+        if truth_src is not None:
+            t = truth_src.read(1, window=win)
+        else:
+            near_farms = farms.geometry.iloc[near] if farms is not None else []
+            t = rasterize_labels(near_farms, transform=w_tf, shape=shape)
+        t = np.where(valid, t, IGNORE).astype(np.uint8)
+        try:
+            counts.update(np.where(valid, prob >= threshold, False), t)
+            hist.update(prob, t)
+        except InputError as err:
+            raise InputError(f"{truth}: {err}") from err
+        if farm_pixels is not None:
+            farm_pixels.add(near, w_tf, t)
+    return counts, hist
+
+
+def _best_thresholds(hist: ProbabilityHistogram, truth: Path) -> dict[str, Any] | None:
+    """Per metric (IoU, F1): the best threshold and the scores there; None without solar."""
+    if hist.positive.sum() == 0:
+        log.warning("%s: no solar pixel in the truth; no best threshold", truth)
+        return None
+    best: dict[str, Any] = {}
+    choices: tuple[Literal["iou", "f1"], ...] = ("iou", "f1")
+    for metric in choices:
+        t_best, at_best = hist.best(metric=metric)
+        best[metric] = {"threshold": t_best} | at_best
+    return best
+
+
+def _object_result(
+    polygons: Path, farm_pixels: _FarmPixels, raster_bounds: tuple[float, ...], **options: Any
+) -> dict[str, Any]:
+    """:func:`object_metrics` of the predicted polygons against the observed truth farms."""
+    observed = farm_pixels.observed_farms(raster_bounds)
+    pred = read_vector(polygons, what="predicted polygons")
+    if pred.crs is None:
+        raise InputError(f"{polygons}: predicted polygons have no CRS; set one in the file")
+    obj = object_metrics(pred, farm_pixels.farms.loc[observed], **options)
+    obj["n_truth_unobserved"] = int((~observed).sum())
+    return obj
 
 
 def evaluate_prediction(
@@ -640,7 +841,7 @@ def evaluate_prediction(
             ignore) or a vector file of complete ground-truth farm polygons (any CRS),
             rasterized onto the grid by the centre rule.
         polygons: predicted polygons (GeoPackage) for object metrics.
-        threshold: probability at or above which a pixel is solar.
+        threshold: probability at or above which a pixel is solar, strictly between 0 and 1.
         out: folder to write ``metrics.json`` and ``pr_curve.png`` into.
         ignore: optional uint8 mask on the same grid; pixels equal to 255 are left out.
         truth_layer: layer of a multi-layer truth vector file (default: the first).
@@ -658,124 +859,43 @@ def evaluate_prediction(
         InputError: if the grids differ, a CRS is missing, the truth mask holds other values
             than 0, 1 and 255, or an option is out of range.
     """
-    if not 0 <= threshold <= 1:
-        raise InputError(f"threshold must be in [0, 1], got {threshold}")
+    check_threshold(threshold)
     if block_rows < 1:
         raise InputError(f"block_rows must be >= 1, got {block_rows}")
     probability, truth = Path(probability), Path(truth)
     truth_is_mask = truth.suffix.lower() in _RASTER_SUFFIXES
-    counts, hist = PixelCounts(), ProbabilityHistogram()
 
-    with open_raster(probability, what="probability raster") as src:
-        if src.crs is None:
-            raise InputError(f"{probability}: probability raster has no CRS; georeference it")
-        H, W = src.height, src.width
-        nodata = src.nodata
+    with _open_grids(probability, truth if truth_is_mask else None, ignore) as (
+        src,
+        truth_src,
+        ignore_src,
+    ):
         raster_bounds = tuple(src.bounds)
-        truth_src: Any = None
-        ignore_src: Any = None
-        try:
-            if truth_is_mask:
-                truth_src = open_raster(truth, what="truth mask")
-            if ignore is not None:
-                ignore_src = open_raster(ignore, what="ignore mask")
-            if truth_src is not None:
-                _same_grid(truth_src, src, truth, "truth mask")
-            if ignore_src is not None and ignore is not None:
-                _same_grid(ignore_src, src, ignore, "ignore mask")
-
-            farms: gpd.GeoDataFrame | None = None
-            if truth_src is None:
-                kwargs = {"layer": truth_layer} if truth_layer else {}
-                farms = read_vector(truth, what="truth polygons", **kwargs)
-                if farms.crs is None:
-                    raise InputError(f"{truth}: truth polygons have no CRS; set one in the file")
-                farms = farms.loc[~(farms.geometry.is_empty | farms.geometry.isna())]
-                farms = farms.to_crs(src.crs).reset_index(drop=True)
-            elif polygons is not None:
-                farms = _polygonize(truth_src.read(1), src.transform, src.crs)
-            tree = farms.sindex if farms is not None else None
-            n_farms = len(farms) if farms is not None else 0
-            farm_px = np.zeros(n_farms + 1, dtype=np.int64)
-            farm_valid_px = np.zeros(n_farms + 1, dtype=np.int64)
-
-            for row in range(0, H, block_rows):
-                win = Window(0, row, W, min(block_rows, H - row))
-                w_tf = window_transform(win, src.transform)
-                shape = (int(win.height), int(win.width))
-                prob = src.read(1, window=win).astype(np.float32, copy=False)
-                valid = np.isfinite(prob)
-                if nodata is not None and not math.isnan(nodata):
-                    valid &= prob != nodata
-                if ignore_src is not None:
-                    valid &= ignore_src.read(1, window=win) != IGNORE
-                near: np.ndarray = np.zeros(0, dtype=np.int64)
-                if farms is not None and tree is not None:
-                    left, top = w_tf.c, w_tf.f
-                    right, bottom = w_tf * (shape[1], shape[0])
-                    bounds = shapely.box(left, min(top, bottom), right, max(top, bottom))
-                    near = np.sort(tree.query(bounds, predicate="intersects"))
-                if truth_src is not None:
-                    t = truth_src.read(1, window=win)
-                else:
-                    near_farms = farms.geometry.iloc[near] if farms is not None else []
-                    t = rasterize_labels(near_farms, transform=w_tf, shape=shape)
-                t = np.where(valid, t, IGNORE).astype(np.uint8)
-                try:
-                    counts.update(np.where(valid, prob >= threshold, False), t)
-                    hist.update(prob, t)
-                except InputError as err:
-                    raise InputError(f"{truth}: {err}") from err
-                if polygons is not None and farms is not None and len(near):
-                    from rasterio.features import rasterize
-
-                    ids = rasterize(
-                        zip(farms.geometry.iloc[near], near + 1, strict=True),
-                        out_shape=shape,
-                        transform=w_tf,
-                        fill=0,
-                        all_touched=True,
-                        dtype="int32",
-                    )
-                    # Observed: a valid probability and a truth that is not "ignore".
-                    farm_px += np.bincount(ids.ravel(), minlength=n_farms + 1)
-                    farm_valid_px += np.bincount(ids[t != IGNORE], minlength=n_farms + 1)
-        finally:
-            for extra in (truth_src, ignore_src):
-                if extra is not None:
-                    extra.close()
+        farms = _truth_farms(
+            truth, truth_src, src, layer=truth_layer, polygonize=polygons is not None
+        )
+        farm_pixels = _FarmPixels(farms) if polygons is not None and farms is not None else None
+        counts, hist = _scan_windows(
+            src,
+            truth_src,
+            ignore_src,
+            farms,
+            threshold=threshold,
+            block_rows=block_rows,
+            farm_pixels=farm_pixels,
+            truth=truth,
+        )
 
     result: dict[str, Any] = {
         "pixel": {**counts.metrics(), "average_precision": hist.average_precision()},
         "object": None,
         "threshold": float(threshold),
-        "best_threshold": None,
+        "best_threshold": _best_thresholds(hist, truth),
     }
-    curve = hist.curve()
-    if hist.positive.sum() > 0:
-        best = {}
-        choices: tuple[Literal["iou", "f1"], ...] = ("iou", "f1")
-        for metric in choices:
-            t_best = hist.best_threshold(metric=metric)
-            k = round(t_best * N_BINS)
-            best[metric] = {"threshold": t_best} | {
-                name: float(curve[name][k]) for name in ("precision", "recall", "f1", "iou")
-            }
-        result["best_threshold"] = best
-    else:
-        log.warning("%s: no solar pixel in the truth; no best threshold", truth)
-
-    if polygons is not None and farms is not None:
-        # A farm that owns no pixel (hidden under an overlapping farm, or smaller than a
-        # pixel and between centres) counts as observed when it lies on the raster at all.
-        on_raster = farms.intersects(shapely.box(*raster_bounds)).to_numpy()
-        observed = np.where(farm_px[1:] > 0, farm_valid_px[1:] >= 0.5 * farm_px[1:], on_raster)
-        pred = read_vector(polygons, what="predicted polygons")
-        if pred.crs is None:
-            raise InputError(f"{polygons}: predicted polygons have no CRS; set one in the file")
-        obj = object_metrics(pred, farms.loc[observed], min_truth_area_ha=min_truth_area_ha)
-        obj["n_truth_unobserved"] = int((~observed).sum())
-        result["object"] = obj
+    if polygons is not None and farm_pixels is not None:
+        result["object"] = _object_result(
+            polygons, farm_pixels, raster_bounds, min_truth_area_ha=min_truth_area_ha
+        )
     elif polygons is not None:
         log.warning("%s: no truth polygons; object metrics skipped", truth)
 
@@ -787,5 +907,5 @@ def evaluate_prediction(
     if out is not None:
         out = Path(out)
         write_json(out / "metrics.json", result)
-        plot_pr_curve(curve, out / "pr_curve.png", chosen=threshold, title=probability.name)
+        plot_pr_curve(hist.curve(), out / "pr_curve.png", chosen=threshold, title=probability.name)
     return result

@@ -4,15 +4,23 @@ BCE + Dice loss with ignore pixels (255) masked out, AdamW, dihedral and brightn
 augmentation, seeded and deterministic on CPU, early stopping on validation IoU, resumable from
 the last finished epoch. The decision threshold is chosen on the validation split and stored in
 the checkpoint with the metrics and a fingerprint of the training data.
+
+:func:`train` runs named steps: :func:`build_data`, :func:`build_parts` (model, optimizer,
+schedule), :func:`run_epoch`, :func:`validate`, :func:`choose_threshold`, :func:`measure` and
+:func:`save_trained`, inside :func:`torch_settings`, which restores torch's global state
+(threads, seed, deterministic algorithms) on exit. Each epoch logs one line with its loss,
+validation IoU, elapsed time and ETA.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +29,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.optim.lr_scheduler import CosineAnnealingLR
 from torch.utils.data import DataLoader
 
 from solarmap.bands import BANDS
@@ -147,30 +156,60 @@ def _load_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer) -> d
     return json.loads((folder / "state.json").read_text())
 
 
-def train(
-    chips: str | Path,
-    out: str | Path,
-    *,
-    config: TrainConfig | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-) -> TrainResult:
-    """Train on a prepared folder and write a checkpoint folder.
+# --------------------------------------------------------------------------------------------
+# Torch's global state
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def torch_settings(*, seed: int, threads: int | None = None) -> Iterator[None]:
+    """Inside the block: torch's CPU generator seeded with ``seed``, deterministic algorithms
+    on (warn only), and ``threads`` intra-op threads when given. On exit, also on error, the
+    thread count, the deterministic-algorithms flags and the CPU generator's state are put back
+    as they were. Training runs on the CPU, so no other generator is touched.
+    """
+    threads_before = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    rng = torch.get_rng_state()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        torch.random.default_generator.manual_seed(seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        yield
+    finally:
+        torch.set_rng_state(rng)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        if torch.get_num_threads() != threads_before:
+            torch.set_num_threads(threads_before)
+
+
+# --------------------------------------------------------------------------------------------
+# Steps
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainData:
+    """The chips a run uses: normalisation statistics, the train and validation datasets."""
+
+    root: Path
+    stats: dict[str, Any]
+    train: ChipDataset
+    val: ChipDataset
+    chip_size: int
+
+
+def build_data(root: Path, cfg: TrainConfig) -> TrainData:
+    """Open the train and validation chips of a prepared folder.
+
+    When the validation chips hold no solar pixel, the train split stands in for them (with a
+    warning): early stopping and the threshold need solar pixels.
 
     Raises:
-        InputError: on a chip folder without train or val chips.
-        OutputExistsError: when ``out`` holds a checkpoint and neither ``resume`` nor
-            ``overwrite`` is set.
+        InputError: without training chips, or when the chip size does not fit the model.
     """
-    cfg = config or TrainConfig()
-    root, out = Path(chips), Path(out)
-    if (out / "checkpoint.json").exists() and not (resume or overwrite):
-        raise OutputExistsError(f"{out}: holds a checkpoint; pass --overwrite or --resume")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-
     stats = read_stats(root)
     train_ds = ChipDataset(
         root, "train", augment=cfg.augment, brightness=cfg.brightness, stats=stats, seed=cfg.seed
@@ -190,129 +229,312 @@ def train(
             f"chip size {chip_size} is not a multiple of {cfg.model.multiple}; "
             "prepare with another --chip-size"
         )
+    return TrainData(root=root, stats=stats, train=train_ds, val=val_ds, chip_size=chip_size)
 
+
+@dataclass
+class TrainParts:
+    """What an epoch changes: the model, its optimizer and the learning-rate schedule."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: CosineAnnealingLR
+
+
+def build_parts(cfg: TrainConfig) -> TrainParts:
+    """The U-Net (seeded random weights: uses torch's generator), AdamW and a cosine schedule
+    over ``cfg.epochs``."""
     model = build_model(cfg.model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    state_dir = out / STATE_DIR
-    start_epoch, best, best_epoch, best_state, history = 0, -1.0, -1, None, []
-    if resume and (state_dir / "state.json").exists():
-        info = _load_state(state_dir, model, opt)
-        start_epoch, best, best_epoch = info["epoch"] + 1, info["best"], info["best_epoch"]
-        history = info["history"]
-        sched.load_state_dict(info["scheduler"])
-        if (state_dir / "best.safetensors").exists():
-            best_state = load_file(str(state_dir / "best.safetensors"))
-        log.info(
-            "resuming after epoch %d (best val IoU %.3f at epoch %d)",
-            start_epoch,
-            best,
-            best_epoch + 1,
-        )
+    return TrainParts(model=model, opt=opt, sched=CosineAnnealingLR(opt, T_max=cfg.epochs))
 
+
+def train_loader(ds: ChipDataset, cfg: TrainConfig) -> DataLoader:
+    """Shuffled batches, drawn with a generator of their own seeded with ``cfg.seed``."""
     gen = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(
-        train_ds,
+    return DataLoader(
+        ds,
         batch_size=cfg.batch_size,
         shuffle=True,
         generator=gen,
-        drop_last=len(train_ds) > cfg.batch_size,
+        drop_last=len(ds) > cfg.batch_size,
     )
-    t0 = time.perf_counter()
+
+
+@dataclass
+class TrainRecord:
+    """How far a run has come; what resuming restores. Epochs are counted from 0."""
+
+    start_epoch: int = 0
+    best: float = -1.0
+    best_epoch: int = -1
+    best_state: dict[str, torch.Tensor] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_epoch(
+        self, epoch: int, loss: float, val_iou: float, model: nn.Module, state_dir: Path
+    ) -> None:
+        """Record an epoch; keep (and write) the weights when validation IoU improved."""
+        self.history.append({"epoch": epoch + 1, "loss": loss, "val_iou": val_iou})
+        if val_iou > self.best:
+            self.best, self.best_epoch = val_iou, epoch
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            state_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(state_dir / "best.safetensors") as tmp:
+                save_file(self.best_state, str(tmp))
+
+    def save(self, state_dir: Path, parts: TrainParts, epoch: int) -> None:
+        """Write the resumable state after ``epoch``."""
+        info = {
+            "epoch": epoch,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "scheduler": parts.sched.state_dict(),
+        }
+        _save_state(state_dir, parts.model, parts.opt, info)
+
+    @classmethod
+    def resume(cls, state_dir: Path, parts: TrainParts) -> TrainRecord:
+        """Restore weights, optimizer, schedule and RNG from ``state_dir`` (written by
+        :meth:`save`); a fresh record when there is nothing to resume."""
+        if not (state_dir / "state.json").exists():
+            return cls()
+        info = _load_state(state_dir, parts.model, parts.opt)
+        parts.sched.load_state_dict(info["scheduler"])
+        record = cls(
+            start_epoch=info["epoch"] + 1,
+            best=info["best"],
+            best_epoch=info["best_epoch"],
+            history=info["history"],
+        )
+        if (state_dir / "best.safetensors").exists():
+            record.best_state = load_file(str(state_dir / "best.safetensors"))
+        log.info(
+            "resuming after epoch %d (best val IoU %.3f at epoch %d)",
+            record.start_epoch,
+            record.best,
+            record.best_epoch + 1,
+        )
+        return record
+
+
+def run_epoch(parts: TrainParts, loader: DataLoader, cfg: TrainConfig) -> tuple[float, int]:
+    """One pass over the training batches, then one step of the schedule.
+
+    Returns:
+        ``(mean loss, images seen)``.
+    """
+    parts.model.train()
+    losses = []
     seen = 0
-    epoch = start_epoch - 1
+    for x, y, v in loader:
+        parts.opt.zero_grad(set_to_none=True)
+        loss = masked_bce_dice(parts.model(x), y, v, dice_weight=cfg.dice_weight)
+        loss.backward()
+        parts.opt.step()
+        losses.append(float(loss.detach()))
+        seen += len(x)
+    parts.sched.step()
+    return float(np.mean(losses)), seen
+
+
+def validate(model: nn.Module, ds: ChipDataset, *, batch_size: int) -> float:
+    """Validation IoU at the threshold that is best for it (the early-stopping score)."""
+    hist, _ = score(model, ds, batch_size=batch_size)
+    return hist.best(metric="iou")[1]["iou"]
+
+
+class _Clock:
+    """Elapsed time of a run and its ETA against ``cfg.epochs`` and ``cfg.max_minutes``."""
+
+    def __init__(self, cfg: TrainConfig, start_epoch: int) -> None:
+        self.cfg, self.start_epoch = cfg, start_epoch
+        self.t0 = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def eta(self, epoch: int, elapsed: float) -> tuple[float, bool]:
+        """Seconds left after ``epoch`` at the mean epoch time so far, capped by the time
+        budget; and whether the budget is what ends the run."""
+        per_epoch = elapsed / (epoch + 1 - self.start_epoch)
+        left = per_epoch * (self.cfg.epochs - epoch - 1)
+        if self.cfg.max_minutes is not None:
+            budget_left = max(0.0, self.cfg.max_minutes * 60 - elapsed)
+            if budget_left < left:
+                return budget_left, True
+        return left, False
+
+
+def _clock_time(seconds: float) -> str:
+    """``m:ss``, or ``h:mm:ss`` from an hour on."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def log_epoch(epoch: int, loss: float, val_iou: float, clock: _Clock) -> float:
+    """Log one line for a finished epoch; returns the elapsed seconds."""
+    elapsed = clock.elapsed()
+    eta, by_budget = clock.eta(epoch, elapsed)
+    log.info(
+        "epoch %d/%d: loss %.4f, val IoU %.4f, %s elapsed, ETA %s%s",
+        epoch + 1, clock.cfg.epochs, loss, val_iou, _clock_time(elapsed), _clock_time(eta),
+        " (time budget)" if by_budget else "",
+    )  # fmt: skip
+    return elapsed
+
+
+def should_stop(epoch: int, record: TrainRecord, cfg: TrainConfig, elapsed: float) -> bool:
+    """Early stopping (no validation gain for ``cfg.patience`` epochs) or the time budget."""
+    if epoch - record.best_epoch >= cfg.patience:
+        log.info("early stop at epoch %d: no val IoU gain for %d epochs", epoch + 1, cfg.patience)
+        return True
+    if cfg.max_minutes is not None and elapsed / 60 >= cfg.max_minutes:
+        log.info("time budget of %.1f min reached at epoch %d", cfg.max_minutes, epoch + 1)
+        return True
+    return False
+
+
+def fit(
+    parts: TrainParts, data: TrainData, record: TrainRecord, cfg: TrainConfig, state_dir: Path
+) -> tuple[int, int, float]:
+    """Train epoch by epoch from ``record.start_epoch`` until ``cfg.epochs``, early stopping or
+    the time budget; the state is written after every epoch.
+
+    Returns:
+        ``(last epoch run, images seen, seconds)``; the last epoch is
+        ``record.start_epoch - 1`` when no epoch was left to run.
+    """
+    loader = train_loader(data.train, cfg)
+    clock = _Clock(cfg, record.start_epoch)
+    seen, epoch = 0, record.start_epoch - 1
     with make_progress() as progress:
-        task = progress.add_task("training", total=cfg.epochs, completed=start_epoch)
-        for epoch in range(start_epoch, cfg.epochs):
-            model.train()
-            losses = []
-            for x, y, v in loader:
-                opt.zero_grad(set_to_none=True)
-                loss = masked_bce_dice(model(x), y, v, dice_weight=cfg.dice_weight)
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
-                seen += len(x)
-            sched.step()
-            hist, _ = score(model, val_ds, batch_size=cfg.batch_size * 2)
-            t = hist.best_threshold(metric="iou")
-            curve = hist.curve()
-            val_iou = float(np.interp(t, curve["thresholds"], curve["iou"]))
-            history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_iou": val_iou})
-            if val_iou > best:
-                best, best_epoch = val_iou, epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                state_dir.mkdir(parents=True, exist_ok=True)
-                with atomic_path(state_dir / "best.safetensors") as tmp:
-                    save_file(best_state, str(tmp))
-            _save_state(
-                state_dir,
-                model,
-                opt,
-                {
-                    "epoch": epoch,
-                    "best": best,
-                    "best_epoch": best_epoch,
-                    "history": history,
-                    "scheduler": sched.state_dict(),
-                },
-            )
-            progress.update(
-                task, advance=1, description=f"loss {np.mean(losses):.3f} val IoU {val_iou:.3f}"
-            )
-            log.debug("epoch %d loss %.4f val IoU %.4f", epoch + 1, np.mean(losses), val_iou)
-            minutes = (time.perf_counter() - t0) / 60
-            if epoch - best_epoch >= cfg.patience:
-                log.info(
-                    "early stop at epoch %d: no val IoU gain for %d epochs", epoch + 1, cfg.patience
-                )
+        task = progress.add_task("training", total=cfg.epochs, completed=record.start_epoch)
+        for epoch in range(record.start_epoch, cfg.epochs):
+            loss, n = run_epoch(parts, loader, cfg)
+            seen += n
+            val_iou = validate(parts.model, data.val, batch_size=cfg.batch_size * 2)
+            record.add_epoch(epoch, loss, val_iou, parts.model, state_dir)
+            record.save(state_dir, parts, epoch)
+            progress.update(task, advance=1, description=f"loss {loss:.3f} val IoU {val_iou:.3f}")
+            elapsed = log_epoch(epoch, loss, val_iou, clock)
+            if should_stop(epoch, record, cfg, elapsed):
                 break
-            if cfg.max_minutes is not None and minutes >= cfg.max_minutes:
-                log.info("time budget of %.1f min reached at epoch %d", cfg.max_minutes, epoch + 1)
-                break
-    seconds = time.perf_counter() - t0
+    return epoch, seen, clock.elapsed()
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    hist, _ = score(model, val_ds, batch_size=cfg.batch_size * 2)
+
+def choose_threshold(model: nn.Module, ds: ChipDataset, *, batch_size: int) -> float:
+    """The threshold that maximises IoU on ``ds``.
+
+    Raises:
+        InputError: when that threshold is 0 (the model calls every pixel solar), which no
+            checkpoint may hold.
+    """
+    hist, _ = score(model, ds, batch_size=batch_size)
     threshold = hist.best_threshold(metric="iou")
-    _, val_counts = score(model, val_ds, batch_size=cfg.batch_size * 2, threshold=threshold)
-    val_metrics = val_counts.metrics() if val_counts else {}
-    test_ds = ChipDataset(root, "test", stats=stats)
-    test_metrics = None
-    if len(test_ds):
-        _, test_counts = score(model, test_ds, batch_size=cfg.batch_size * 2, threshold=threshold)
-        test_metrics = test_counts.metrics() if test_counts else None
+    if threshold <= 0.0:
+        raise InputError(
+            "the best validation threshold is 0: the model calls every pixel solar; train "
+            "longer (--resume with more --epochs) or check the labels"
+        )
+    return threshold
 
+
+def measure(
+    model: nn.Module, ds: ChipDataset, *, threshold: float, batch_size: int
+) -> dict[str, float] | None:
+    """Pixel metrics of the model on ``ds`` at ``threshold`` (None for an empty split)."""
+    if not len(ds):
+        return None
+    _, counts = score(model, ds, batch_size=batch_size, threshold=threshold)
+    return counts.metrics() if counts else None
+
+
+def save_trained(
+    out: Path,
+    model: nn.Module,
+    data: TrainData,
+    cfg: TrainConfig,
+    record: TrainRecord,
+    *,
+    threshold: float,
+    metrics: dict[str, Any],
+    seconds: float,
+) -> Path:
+    """Write the checkpoint with its metadata (see :func:`solarmap.model.save_checkpoint`)."""
     meta = {
         "bands": list(BANDS),
-        "normalisation": {"mean": stats["mean"], "std": stats["std"]},
+        "normalisation": {"mean": data.stats["mean"], "std": data.stats["std"]},
         "model": dataclasses.asdict(cfg.model),
-        "chip_size": chip_size,
+        "chip_size": data.chip_size,
         "threshold": threshold,
-        "metrics": {"val": val_metrics, "test": test_metrics, "best_epoch": best_epoch + 1},
-        "training": {**cfg.to_dict(), "history": history, "seconds": round(seconds, 1)},
-        "data_fingerprint": data_fingerprint(root),
-        "chips": str(root.resolve()),
+        "metrics": {**metrics, "best_epoch": record.best_epoch + 1},
+        "training": {**cfg.to_dict(), "history": record.history, "seconds": round(seconds, 1)},
+        "data_fingerprint": data_fingerprint(data.root),
+        "chips": str(data.root.resolve()),
     }
-    save_checkpoint(out, model.eval(), meta)
+    return save_checkpoint(out, model.eval(), meta)
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+
+def train(
+    chips: str | Path,
+    out: str | Path,
+    *,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> TrainResult:
+    """Train on a prepared folder and write a checkpoint folder.
+
+    Torch's global state (threads, seed, deterministic algorithms) is as it was afterwards.
+
+    Raises:
+        InputError: on a chip folder without train or val chips.
+        OutputExistsError: when ``out`` holds a checkpoint and neither ``resume`` nor
+            ``overwrite`` is set.
+    """
+    cfg = config or TrainConfig()
+    root, out = Path(chips), Path(out)
+    if (out / "checkpoint.json").exists() and not (resume or overwrite):
+        raise OutputExistsError(f"{out}: holds a checkpoint; pass --overwrite or --resume")
+    with torch_settings(seed=cfg.seed, threads=cfg.threads):
+        data = build_data(root, cfg)
+        parts = build_parts(cfg)
+        state_dir = out / STATE_DIR
+        record = TrainRecord.resume(state_dir, parts) if resume else TrainRecord()
+        epoch, seen, seconds = fit(parts, data, record, cfg, state_dir)
+
+        model, batch = parts.model, cfg.batch_size * 2
+        if record.best_state is not None:
+            model.load_state_dict(record.best_state)
+        threshold = choose_threshold(model, data.val, batch_size=batch)
+        val = measure(model, data.val, threshold=threshold, batch_size=batch) or {}
+        test_ds = ChipDataset(root, "test", stats=data.stats)
+        test = measure(model, test_ds, threshold=threshold, batch_size=batch)
+        save_trained(
+            out, model, data, cfg, record,
+            threshold=threshold, metrics={"val": val, "test": test}, seconds=seconds,
+        )  # fmt: skip
     images_per_s = seen / seconds if seconds > 0 else 0.0
     log.info(
         "trained %d epochs in %.0f s (%.1f images/s); best epoch %d, val IoU %.3f at %.2f",
-        epoch + 1 - start_epoch,
-        seconds,
-        images_per_s,
-        best_epoch + 1,
-        val_metrics.get("iou", float("nan")),
-        threshold,
-    )
+        epoch + 1 - record.start_epoch, seconds, images_per_s, record.best_epoch + 1,
+        val.get("iou", float("nan")), threshold,
+    )  # fmt: skip
     return TrainResult(
         checkpoint=out,
-        best_epoch=best_epoch + 1,
+        best_epoch=record.best_epoch + 1,
         epochs_run=epoch + 1,
         threshold=threshold,
-        val=val_metrics,
-        test=test_metrics,
+        val=val,
+        test=test,
         seconds=seconds,
         images_per_s=images_per_s,
     )

@@ -251,17 +251,14 @@ def evaluate(
     ] = None,
 ) -> None:
     """Pixel and object metrics of a prediction against ground truth, with a PR curve."""
-    from solarmap.geo import open_raster
+    from solarmap.predict import POLYGONS_FILE, PROBABILITY_FILE, recorded_threshold
     from train.evaluate import evaluate_prediction
 
-    prob = prediction / "probability.tif"
-    with open_raster(prob, what="probability raster (run `solarmap predict`)") as src:
-        t = threshold if threshold is not None else float(src.tags().get("THRESHOLD", 0.5))
     metrics = evaluate_prediction(
-        prob,
+        prediction / PROBABILITY_FILE,
         truth,
-        polygons=prediction / "polygons.gpkg",
-        threshold=t,
+        polygons=prediction / POLYGONS_FILE,
+        threshold=threshold if threshold is not None else recorded_threshold(prediction),
         out=out or prediction,
     )
     _echo_metrics(metrics)

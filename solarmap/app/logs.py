@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import sys
 
-from rich.console import Console
 from rich.logging import RichHandler
+
+from solarmap.progress import progress_console
 
 
 def configure_logging(verbosity: int) -> None:
@@ -20,7 +21,7 @@ def configure_logging(verbosity: int) -> None:
     handler: logging.Handler
     if sys.stderr.isatty():
         handler = RichHandler(
-            console=Console(stderr=True),
+            console=progress_console(),
             show_time=False,
             show_path=False,
             markup=False,

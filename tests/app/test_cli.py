@@ -190,6 +190,17 @@ def test_predict_and_evaluate(tiny_scene, tiny_labels, tiny_checkpoint, tmp_path
     assert "IoU" in out
     metrics = json.loads((tmp_path / "p" / "metrics.json").read_text())
     assert 0 <= metrics["pixel"]["iou"] <= 1 and metrics["threshold"] == 0.5
+    # The threshold comes from the prediction's record, and is checked there.
+    record_path = tmp_path / "p" / "predict.json"
+    record = json.loads(record_path.read_text())
+    evaluate = ["-q", "evaluate", "--prediction", str(tmp_path / "p"), "--truth", str(tiny_labels)]
+    record_path.write_text(json.dumps({**record, "threshold": 0.3}))
+    assert run(evaluate, capsys)[0] == 0
+    assert json.loads((tmp_path / "p" / "metrics.json").read_text())["threshold"] == 0.3
+    record_path.write_text(json.dumps({**record, "threshold": float("nan")}))
+    _expect_error(evaluate, capsys, "predict.json", "threshold")
+    assert run([*evaluate, "--threshold", "0.4"], capsys)[0] == 0
+    _expect_error([*evaluate, "--threshold", "1"], capsys, "threshold")
 
 
 def test_predict_pads_a_scene_smaller_than_one_window(tiny_checkpoint, tmp_path, capsys) -> None:
@@ -202,6 +213,21 @@ def _truncated_checkpoint(src: Path, dst: Path) -> Path:
     dst.mkdir()
     data = (src / "model.safetensors").read_bytes()
     (dst / "model.safetensors").write_bytes(data[: len(data) // 3])
+    return dst
+
+
+def _nan_threshold_checkpoint(src: Path, dst: Path) -> Path:
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    dst.mkdir()
+    with safe_open(str(src / "model.safetensors"), framework="pt") as f:
+        meta = json.loads(f.metadata()["solarmap"])
+    meta["threshold"] = float("nan")
+    weights = load_file(str(src / "model.safetensors"))
+    save_file(weights, str(dst / "model.safetensors"), metadata={"solarmap": json.dumps(meta)})
     return dst
 
 
@@ -218,6 +244,7 @@ def _pickled_checkpoint(src: Path, dst: Path) -> Path:
     [
         (reordered_checkpoint, ["bands", "differ"]),
         (_truncated_checkpoint, ["model.safetensors"]),
+        (_nan_threshold_checkpoint, ["model.safetensors", "threshold nan"]),
         (_pickled_checkpoint, ["never unpickles"]),
     ],
 )

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import pickle
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -15,7 +18,9 @@ from solarmap.model import (
     WEIGHTS_FILE,
     ModelConfig,
     build_model,
+    check_threshold,
     load_checkpoint,
+    random_checkpoint,
     save_checkpoint,
 )
 
@@ -127,3 +132,49 @@ def test_local_encoder_weights_file(tmp_path: Path) -> None:
         assert torch.equal(a, b), k
     with pytest.raises(InputError):
         build_model(dataclasses.replace(TINY, encoder_weights=str(tmp_path / "no.safetensors")))
+
+
+def test_threshold_is_a_probability_strictly_between_0_and_1() -> None:
+    assert check_threshold(0.42) == 0.42 and check_threshold("0.5") == 0.5
+    for bad in (0.0, 1.0, -0.1, 1.5, math.nan, math.inf, "half", None):
+        with pytest.raises(InputError, match="threshold"):
+            check_threshold(bad)
+    with pytest.raises(CheckpointError, match=r"^ckpt: threshold 0 "):
+        check_threshold(0, what="ckpt: threshold", error=CheckpointError)
+    with pytest.raises(InputError, match="threshold"):
+        save_checkpoint("/tmp/never", build_model(TINY), {**_meta(), "threshold": 1.0})
+
+
+@pytest.mark.parametrize("threshold", [math.nan, 0.0, 1.0, 7, "high"])
+def test_checkpoint_with_a_bad_threshold_is_refused_at_load(
+    saved: tuple[Path, torch.nn.Module], threshold: Any, tmp_path: Path
+) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    src = saved[0] / WEIGHTS_FILE
+    with safe_open(str(src), framework="pt") as f:
+        meta = json.loads(f.metadata()["solarmap"])
+    meta["threshold"] = threshold
+    bad = tmp_path / WEIGHTS_FILE
+    save_file(load_file(str(src)), str(bad), metadata={"solarmap": json.dumps(meta)})
+    with pytest.raises(CheckpointError, match="threshold") as err:
+        load_checkpoint(tmp_path)
+    message = str(err.value)
+    assert message.startswith(f"{bad}: threshold") and "\n" not in message
+
+
+def test_random_checkpoint_is_seeded_loadable_and_leaves_the_global_rng(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    rng = torch.get_rng_state()
+    paths = [
+        random_checkpoint(tmp_path / "a", TINY, chip_size=64, threshold=0.3),
+        random_checkpoint(tmp_path / "b", TINY, chip_size=64, threshold=0.3),
+        random_checkpoint(tmp_path / "c", TINY, seed=1),
+    ]
+    assert torch.equal(torch.get_rng_state(), rng)
+    a, b, c = (load_checkpoint(p) for p in paths)
+    first = next(iter(a.model.state_dict()))
+    assert torch.equal(a.model.state_dict()[first], b.model.state_dict()[first])
+    assert not torch.equal(a.model.state_dict()[first], c.model.state_dict()[first])
+    assert a.threshold == 0.3 and a.chip_size == 64 and a.bands == BANDS and a.config == TINY

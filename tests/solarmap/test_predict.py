@@ -282,7 +282,7 @@ def test_existing_output_needs_overwrite(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [{"window": 0}, {"overlap": 64, "window": 64}, {"overlap": -1}, {"batch_size": 0},
-     {"threshold": 1.5}, {"min_area_m2": -1.0}, {"device": "warp-drive"}],
+     {"threshold": 1.5}, {"threshold": 0.0}, {"min_area_m2": -1.0}, {"device": "warp-drive"}],
 )  # fmt: skip
 def test_config_is_validated(kwargs: dict[str, Any]) -> None:
     with pytest.raises(InputError):
@@ -308,8 +308,9 @@ def test_unavailable_device_is_refused(tmp_path: Path) -> None:
 
 def test_polygons_refuse_bad_arguments(tmp_path: Path) -> None:
     res = predict_scene(make_scene(64, 64), make_checkpoint(linear_model()), tmp_path / "o")
-    with pytest.raises(InputError, match="threshold"):
-        probability_to_polygons(res.probability, threshold=0.0)
+    for threshold in (0.0, 1.0):
+        with pytest.raises(InputError, match="threshold"):
+            probability_to_polygons(res.probability, threshold=threshold)
     with pytest.raises(InputError, match="strip"):
         probability_to_polygons(res.probability, threshold=0.5, strip=0)
 

@@ -21,6 +21,7 @@ from train.evaluate import (
     match_objects,
     object_metrics,
     plot_pr_curve,
+    scores,
 )
 
 UTM = "EPSG:32633"  # Austria
@@ -34,6 +35,21 @@ def sq(x: float, y: float, w: float, h: float) -> Any:
 
 def frame(geoms: list[Any], crs: str | None = UTM) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame({"id": np.arange(len(geoms))}, geometry=geoms, crs=crs)
+
+
+# ------------------------------------------------------------------------------------ scores
+
+
+def test_scores_from_counts_are_the_same_for_scalars_and_arrays() -> None:
+    assert scores(2, 1, 1) == pytest.approx(
+        {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "iou": 0.5}
+    )
+    assert scores(0, 0, 0) == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "iou": 0.0}
+    tp, fp, fn = np.array([2, 0, 5]), np.array([1, 0, 0]), np.array([1, 0, 3])
+    arrays = scores(tp, fp, fn)
+    for i in range(3):
+        one = scores(int(tp[i]), int(fp[i]), int(fn[i]))
+        assert {k: float(v[i]) for k, v in arrays.items()} == one
 
 
 # ------------------------------------------------------------------------------------ pixels
@@ -457,8 +473,9 @@ def test_evaluate_rejects_mismatched_grids_and_bad_values(tmp_path: Path) -> Non
     )
     with pytest.raises(InputError, match=r"bad\.tif"):
         evaluate_prediction(f["prob"], bad, threshold=0.5)
-    with pytest.raises(InputError, match="threshold"):
-        evaluate_prediction(f["prob"], f["mask"], threshold=1.5)
+    for threshold in (1.5, 0.0, 1.0, float("nan")):  # a probability strictly inside (0, 1)
+        with pytest.raises(InputError, match="threshold"):
+            evaluate_prediction(f["prob"], f["mask"], threshold=threshold)
 
 
 def test_evaluate_without_solar_truth(tmp_path: Path) -> None:

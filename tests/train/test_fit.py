@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,49 @@ def test_bad_training_input(prepared: Path, tmp_path: Path) -> None:
         train(prepared, tmp_path / "x", config=TrainConfig(model=ModelConfig(), epochs=1))
     with pytest.raises(InputError, match="run `solarmap prepare`"):
         train(tmp_path, tmp_path / "y", config=TrainConfig(model=TINY, epochs=1))
+
+
+def _torch_state() -> tuple[int, bool, bool, torch.Tensor]:
+    return (
+        torch.get_num_threads(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.get_rng_state(),
+    )
+
+
+def _assert_same_state(before: tuple, after: tuple) -> None:
+    assert before[:3] == after[:3]
+    assert torch.equal(before[3], after[3])
+
+
+def test_training_leaves_torch_global_state_as_it_found_it(prepared: Path, tmp_path: Path) -> None:
+    torch.manual_seed(123)
+    other_threads = 1 if torch.get_num_threads() != 1 else 2
+    before = _torch_state()
+    cfg = TrainConfig(model=TINY, epochs=1, batch_size=4, threads=other_threads)
+    train(prepared, tmp_path / "a", config=cfg)
+    _assert_same_state(before, _torch_state())
+    with pytest.raises(InputError):  # also when a step fails
+        train(tmp_path / "empty", tmp_path / "b", config=cfg)
+    _assert_same_state(before, _torch_state())
+
+
+def test_every_epoch_logs_loss_val_iou_elapsed_and_eta(
+    prepared: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="train.fit")
+    cfg = TrainConfig(model=TINY, epochs=3, batch_size=4, max_minutes=5.0, patience=10)
+    train(prepared, tmp_path / "a", config=cfg)
+    line = re.compile(
+        r"epoch (\d)/3: loss \d+\.\d{4}, val IoU \d\.\d{4}, \d+:\d\d elapsed, ETA \d+:\d\d$"
+    )
+    epochs = [m.group(1) for r in caplog.records if (m := line.match(r.getMessage()))]
+    assert epochs == ["1", "2", "3"], caplog.text
+    assert caplog.records[-1].getMessage().startswith("trained 3 epochs")
+    assert "ETA 0:00" in caplog.text  # after the last epoch nothing is left
+    caplog.clear()
+    cfg = TrainConfig(model=TINY, epochs=3, batch_size=4, max_minutes=1e-4)
+    train(prepared, tmp_path / "b", config=cfg)
+    assert "epoch 1/3" in caplog.text and "ETA 0:00 (time budget)" in caplog.text
+    assert "epoch 2/3" not in caplog.text and "time budget of" in caplog.text
