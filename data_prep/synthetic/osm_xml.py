@@ -19,7 +19,6 @@ import numpy as np
 import shapely
 from numpy.typing import NDArray
 from pyproj import Transformer
-from rasterio.features import shapes
 from rasterio.warp import transform_bounds
 from shapely.geometry import LineString, MultiPolygon, Polygon, box
 from shapely.geometry.base import BaseGeometry
@@ -29,6 +28,7 @@ from data_prep.synthetic.farms import Farm
 from data_prep.synthetic.fields import rng_for
 from data_prep.synthetic.grid import Grid
 from data_prep.synthetic.landscape import Land
+from solarmap.geo import polygonize_mask
 
 __all__ = ["build_osm_xml"]
 
@@ -222,9 +222,8 @@ def _mask_polygons(mask: NDArray[np.bool_], grid: Grid, min_area_m2: float) -> l
     """Outlines of the patches of ``mask`` (holes filled, simplified to 12 m) of at least
     ``min_area_m2``."""
     polys = []
-    for geom, _ in shapes(mask.astype(np.uint8), mask=mask, transform=grid.transform):
-        p = shapely.geometry.shape(geom)
-        p = Polygon(p.exterior).simplify(12.0)
+    for patch in polygonize_mask(mask, grid.transform):
+        p = Polygon(patch.exterior).simplify(12.0)
         if isinstance(p, Polygon) and p.is_valid and p.area >= min_area_m2:
             polys.append(p)
     return polys
