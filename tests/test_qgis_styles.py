@@ -178,6 +178,29 @@ def test_gdal_tools_show_band_metadata_and_layer_styles(
     assert "solar (Polygon)" in layers and "layer_styles" in layers
 
 
+def _gdal_sample(name: str) -> list[str] | None:
+    """The command of one of GDAL's validation samples (system ``python3-gdal``), if present."""
+    if not QGIS_PYTHON.exists():
+        return None
+    module = f"osgeo_utils.samples.{name}"
+    probe = [str(QGIS_PYTHON), "-c", f"import {module}"]
+    found = subprocess.run(probe, capture_output=True, timeout=60, env=_env()).returncode == 0
+    return [str(QGIS_PYTHON), "-m", module] if found else None
+
+
+def test_outputs_pass_gdal_validators(outputs: dict[str, dict[str, Any]]) -> None:
+    """GDAL's GeoPackage and COG validators accept every output, ``layer_styles`` included."""
+    gpkg, cog = _gdal_sample("validate_gpkg"), _gdal_sample("validate_cloud_optimized_geotiff")
+    if gpkg is None or cog is None:
+        pytest.skip("GDAL's Python validation samples (python3-gdal) are absent")
+    for name, o in outputs.items():
+        cmd = gpkg if o["kind"] == "vector" else cog
+        done = subprocess.run(
+            [*cmd, str(o["path"])], capture_output=True, text=True, timeout=120, env=_env()
+        )
+        assert done.returncode == 0, f"{name}: {(done.stderr or done.stdout)[-800:]}"
+
+
 # --------------------------------------------------------------------------- in QGIS
 
 

@@ -97,7 +97,7 @@ def _fixed_gpkg_date(date: str) -> Iterator[None]:
     import pyogrio
 
     old = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
-    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": f"{date}T00:00:00Z"})
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": f"{date}T00:00:00.000Z"})
     try:
         yield
     finally:
