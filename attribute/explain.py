@@ -43,6 +43,7 @@ from solarmap.errors import InputError
 from solarmap.geo import output_dir, write_json, write_vector
 from solarmap.model import Checkpoint
 from solarmap.progress import track
+from solarmap.styles import outline_style, superpixels_style
 from solarmap.windows import SceneSource
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,7 @@ def explain_scene(
             gpd.GeoDataFrame(rows, geometry="geometry", crs=info.crs),
             tmp / "targets.gpkg",
             layer="targets",
+            style=outline_style(label='"id"'),
         )
         write_json(
             tmp / "explain.json",
@@ -253,7 +255,10 @@ def _explain_one(
             polys = segments_to_polygons(segments(), a.extra["values"], transform=tr, crs=info.crs)
             polys.insert(0, "method", name)
             write_vector(
-                polys, root / f"target_{t.id}" / f"superpixels_{name}.gpkg", layer="superpixels"
+                polys,
+                root / f"target_{t.id}" / f"superpixels_{name}.gpkg",
+                layer="superpixels",
+                style=superpixels_style(),
             )
     folder = root / f"target_{t.id}"
     tags = {

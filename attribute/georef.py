@@ -22,6 +22,7 @@ from affine import Affine
 from solarmap.bands import FALSE_COLOR, band_indices
 from solarmap.errors import InputError
 from solarmap.geo import atomic_path, write_cog, write_json, write_text
+from solarmap.styles import attribution_style
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ def write_attribution_cog(
     band_tags: Sequence[Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write 2-D maps ``{description: float[H, W]}`` as one multi-band float32 COG, with
-    ``band_tags`` (one mapping per map, in order) as each band's metadata.
+    ``band_tags`` (one mapping per map, in order) as each band's metadata, and a QGIS style
+    beside it that shows the first map on a diverging ramp symmetric around 0.
 
     Raises:
         InputError: when there is no map or the maps differ in shape.
@@ -57,6 +59,7 @@ def write_attribution_cog(
         tags=tags,
         band_tags=band_tags,
         overview_resampling="average",
+        style=attribution_style(),
     )
 
 

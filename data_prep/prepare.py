@@ -36,12 +36,13 @@ from data_prep.chips import (
     chip_windows,
     spatial_split,
 )
-from data_prep.rasterize import IGNORE, SOLAR, rasterize_window
+from data_prep.rasterize import BACKGROUND, IGNORE, MASK_CLASSES, SOLAR, rasterize_window
 from data_prep.sentinel2 import Scene, SceneInfo, open_scene
-from solarmap.bands import BANDS
+from solarmap.bands import BANDS, REFLECTANCE_UNITS, reflectance_band_tags
 from solarmap.errors import InputError, LabelError
 from solarmap.geo import cog_writer, open_raster, output_dir, write_json, write_vector
 from solarmap.progress import track
+from solarmap.styles import chips_style, image_style, outline_style, palette_style
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +186,9 @@ def _write_labelled_scene(
             nodata=float("nan"),
             descriptions=BANDS,
             tags=tags,
+            band_tags=reflectance_band_tags(BANDS, scene_id=info.scene_id),
+            units=[REFLECTANCE_UNITS] * len(BANDS),
+            style=image_style(),
         ) as img,
         cog_writer(
             mask_path,
@@ -196,6 +200,9 @@ def _write_labelled_scene(
             descriptions=["solar_mask"],
             tags={"VALUES": "0 background, 1 solar, 255 ignore", "SCENE_ID": info.scene_id},
             overview_resampling="mode",
+            style=palette_style(
+                MASK_CLASSES, colours={SOLAR: "#e31a1c", IGNORE: "#9e9e9e"}, hidden=(BACKGROUND,)
+            ),
         ) as msk,
     ):
         for w in track(windows, "labelling scene", total=len(windows)):
@@ -336,7 +343,12 @@ def prepare(
                     scene, scene_labels, rec.image, rec.mask, config=cfg
                 )
                 if len(scene_labels):
-                    write_vector(scene_labels, scene_dir / "labels.gpkg", layer="labels")
+                    write_vector(
+                        scene_labels,
+                        scene_dir / "labels.gpkg",
+                        layer="labels",
+                        style=outline_style(colour="#ff00ff"),
+                    )
                 write_json(scene_dir / "scene.json", _scene_json(rec))
                 records.append(rec)
                 rows += _chip_rows(
@@ -348,7 +360,7 @@ def prepare(
             if not rows:
                 raise InputError("no chip holds a valid pixel; check the scenes")
             index, stats = _split_and_stats(rows, tmp, cfg)
-            write_vector(index, tmp / "chips.gpkg", layer="chips")
+            write_vector(index, tmp / "chips.gpkg", layer="chips", style=chips_style())
             write_json(tmp / "stats.json", stats)
             write_json(tmp / "config.json", _config_json(cfg, scenes, scl_list, labels, records))
             selected: dict[str, int] = {

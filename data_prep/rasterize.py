@@ -24,6 +24,12 @@ log = logging.getLogger(__name__)
 BACKGROUND: Final = 0
 SOLAR: Final = 1
 IGNORE: Final = 255
+#: What each value of a mask means.
+MASK_CLASSES: Final[dict[int, str]] = {
+    BACKGROUND: "background",
+    SOLAR: "solar",
+    IGNORE: "ignore (no data, cloud, boundary)",
+}
 
 
 def rasterize_labels(

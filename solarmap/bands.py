@@ -22,11 +22,24 @@ NATIVE_RESOLUTION_M: Final[dict[str, int]] = {
     "B05": 20, "B06": 20, "B07": 20, "B8A": 20, "B11": 20, "B12": 20,
 }  # fmt: skip
 
-#: Central wavelength in nanometres (Sentinel-2A), for plots and band tables.
-CENTRAL_WAVELENGTH_NM: Final[dict[str, float]] = {
-    "B02": 492.4, "B03": 559.8, "B04": 664.6, "B05": 704.1, "B06": 740.5,
-    "B07": 782.8, "B08": 832.8, "B8A": 864.7, "B11": 1613.7, "B12": 2202.4,
+Spacecraft = Literal["S2A", "S2B"]
+
+#: Central wavelength in nanometres of each band on each Sentinel-2 spacecraft (the MSI
+#: spectral response functions), for band metadata, plots and band tables.
+CENTRAL_WAVELENGTHS_NM: Final[dict[Spacecraft, dict[str, float]]] = {
+    "S2A": {
+        "B02": 492.4, "B03": 559.8, "B04": 664.6, "B05": 704.1, "B06": 740.5,
+        "B07": 782.8, "B08": 832.8, "B8A": 864.7, "B11": 1613.7, "B12": 2202.4,
+    },
+    "S2B": {
+        "B02": 492.1, "B03": 559.0, "B04": 664.9, "B05": 703.8, "B06": 739.1,
+        "B07": 779.7, "B08": 832.9, "B8A": 864.0, "B11": 1610.4, "B12": 2185.7,
+    },
 }  # fmt: skip
+#: Central wavelength in nanometres (Sentinel-2A), for plots and band tables.
+CENTRAL_WAVELENGTH_NM: Final[dict[str, float]] = CENTRAL_WAVELENGTHS_NM["S2A"]
+#: Unit of the reflectance bands solarmap writes (surface reflectance, 0–1).
+REFLECTANCE_UNITS: Final = "reflectance"
 
 BandGroup = Literal["visible", "red-edge", "nir", "swir"]
 
@@ -113,3 +126,38 @@ def normalise_band_name(name: str) -> str:
     if n.startswith("B") and n[1:].isdigit() and len(n) == 2:
         n = f"B0{n[1:]}"
     return n
+
+
+def spacecraft_of(scene_id: str) -> Spacecraft | None:
+    """The spacecraft a Sentinel-2 product name starts with (``"S2B_MSIL2A_..."`` → ``"S2B"``),
+    or ``None`` when the name names none solarmap knows."""
+    head = scene_id.strip().upper()[:3]
+    return "S2A" if head == "S2A" else "S2B" if head == "S2B" else None
+
+
+def reflectance_band_tags(
+    bands: tuple[str, ...] | list[str] = BANDS, *, scene_id: str = ""
+) -> list[dict[str, str]]:
+    """Metadata for each reflectance band of a raster: its unit and central wavelength.
+
+    ``WAVELENGTH_NM`` is the central wavelength on the spacecraft named by ``scene_id``
+    (Sentinel-2A when it names none, and ``SPACECRAFT`` says which was used);
+    ``WAVELENGTH_NM_S2A`` and ``WAVELENGTH_NM_S2B`` give both.
+    """
+    craft = spacecraft_of(scene_id)
+    used: Spacecraft = craft or "S2A"
+    tags = []
+    for name in bands:
+        b = normalise_band_name(name)
+        band_index(b)  # a band outside the contract raises
+        tags.append(
+            {
+                "BAND": b,
+                "UNITS": REFLECTANCE_UNITS,
+                "WAVELENGTH_NM": f"{CENTRAL_WAVELENGTHS_NM[used][b]:g}",
+                "WAVELENGTH_UNITS": "nm",
+                "SPACECRAFT": used if craft else f"{used} (assumed; the scene id names none)",
+                **{f"WAVELENGTH_NM_{c}": f"{w[b]:g}" for c, w in CENTRAL_WAVELENGTHS_NM.items()},
+            }
+        )
+    return tags

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from affine import Affine
     from pyproj import CRS
 
+    from solarmap.styles import RasterStyle, VectorStyle
+
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
@@ -42,6 +44,9 @@ COG_OPTIONS: dict[str, str] = {
     "BIGTIFF": "IF_SAFER",
 }
 
+
+#: The GeoPackage table of QGIS layer styles (see :func:`write_layer_style`).
+LAYER_STYLES = "layer_styles"
 
 #: GDAL block cache while writing COGs (rasterio takes an integer as bytes).
 GDAL_CACHE_BYTES = 256 * 1024**2
@@ -72,6 +77,9 @@ def open_raster(path: PathLike, *, what: str = "raster") -> rasterio.DatasetRead
 def read_vector(path: PathLike, *, what: str = "vector file", **kwargs: Any) -> Any:
     """Read a vector file (GeoJSON, GeoPackage, Shapefile...) into a GeoDataFrame.
 
+    Without ``layer=``, a GeoPackage whose only other table is its QGIS ``layer_styles`` reads
+    its one data layer.
+
     Raises:
         InputFileError: if the file is missing or is not a vector file GDAL can read.
     """
@@ -81,6 +89,11 @@ def read_vector(path: PathLike, *, what: str = "vector file", **kwargs: Any) -> 
     p = Path(path)
     _require_file(p, what)
     try:
+        if "layer" not in kwargs and p.suffix.lower() == ".gpkg":
+            names = [str(n) for n, _ in pyogrio.list_layers(p)]
+            data = [n for n in names if n != LAYER_STYLES]
+            if len(data) == 1 and len(names) > 1:
+                kwargs["layer"] = data[0]
         return gpd.read_file(p, engine="pyogrio", **kwargs)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as err:
         first = str(err).splitlines()[0] if str(err) else "unreadable"
@@ -115,17 +128,108 @@ def check_vector_crs(gdf: Any, path: PathLike, *, error: type[InputError] = Inpu
         )
 
 
-def write_vector(gdf: Any, path: PathLike, *, layer: str | None = None) -> Path:
-    """Write a GeoDataFrame as a GeoPackage (or by extension), atomically."""
+def write_vector(
+    gdf: Any, path: PathLike, *, layer: str | None = None, style: VectorStyle | None = None
+) -> Path:
+    """Write a GeoDataFrame as a GeoPackage (or by extension), atomically.
+
+    ``style`` (see :mod:`solarmap.styles`) makes the layer's QGIS style from ``gdf``: stored as
+    the layer's default in a GeoPackage's ``layer_styles`` table, or beside a GeoJSON as a
+    ``.qml`` file of the same stem. Layer and style are written under one temporary name:
+    a failure in either leaves nothing.
+    """
     p = Path(path)
     driver = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}.get(p.suffix.lower())
     if driver is None:
         raise InputError(f"{p}: unsupported vector format; use .gpkg or .geojson")
     # GeoPackage 1.2 opens without warnings in older GDAL/QGIS builds too.
     options = {"VERSION": "1.2"} if driver == "GPKG" else {}
-    with atomic_path(p) as tmp:
-        gdf.to_file(tmp, driver=driver, layer=layer or p.stem, engine="pyogrio", **options)
+    name = layer or p.stem
+    qml = None if style is None else style(gdf)
+    with contextlib.ExitStack() as stack:
+        if qml is not None and driver != "GPKG":
+            sidecar = stack.enter_context(atomic_path(p.with_suffix(".qml")))
+        tmp = stack.enter_context(atomic_path(p))  # renamed first, then the sidecar
+        gdf.to_file(tmp, driver=driver, layer=name, engine="pyogrio", **options)
+        if qml is not None:
+            if driver == "GPKG":
+                write_layer_style(tmp, name, qml)
+            else:
+                sidecar.write_text(qml)
     return p
+
+
+#: The columns of a GeoPackage's ``layer_styles`` table, as QGIS creates it.
+_LAYER_STYLES_DDL = """CREATE TABLE IF NOT EXISTS layer_styles (
+    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    f_table_catalog TEXT(256),
+    f_table_schema TEXT(256),
+    f_table_name TEXT(256),
+    f_geometry_column TEXT(256),
+    styleName TEXT(30),
+    styleQML TEXT,
+    styleSLD TEXT,
+    useAsDefault BOOLEAN,
+    description TEXT,
+    owner TEXT(30),
+    ui TEXT(30),
+    update_time DATETIME DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+)"""
+
+
+def _gpkg_datetime(value: str | None) -> str:
+    """A time as a GeoPackage DATETIME (``YYYY-MM-DDTHH:MM:SS.SSSZ``, UTC); now if unreadable."""
+    import datetime as dt
+
+    try:
+        t = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        t = dt.datetime.now(dt.UTC)
+    if t.tzinfo is not None:
+        t = t.astimezone(dt.UTC)
+    return f"{t:%Y-%m-%dT%H:%M:%S}.{t.microsecond // 1000:03d}Z"
+
+
+def write_layer_style(
+    gpkg: PathLike, layer: str, qml: str, *, name: str | None = None, description: str = ""
+) -> None:
+    """Store ``qml`` as the default QGIS style of ``layer`` in the GeoPackage ``gpkg``.
+
+    Follows the QGIS convention: a ``layer_styles`` attribute table (registered in
+    ``gpkg_contents``) with one row per style; QGIS applies the row with ``useAsDefault`` when
+    it opens the layer. An earlier default of the layer stops being the default. The row's
+    time is the layer's ``last_change``, so a fixed GDAL date gives the same bytes.
+
+    Raises:
+        InputError: if ``gpkg`` has no feature layer ``layer``.
+    """
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(gpkg)) as db, db:
+        row = db.execute(
+            "SELECT c.last_change, g.column_name FROM gpkg_contents c"
+            " LEFT JOIN gpkg_geometry_columns g ON g.table_name = c.table_name"
+            " WHERE c.table_name = ?",
+            (layer,),
+        ).fetchone()
+        if row is None:
+            raise InputError(f"{gpkg}: no layer {layer!r} to style")
+        changed, geometry_column = row
+        changed = _gpkg_datetime(changed)
+        db.execute(_LAYER_STYLES_DDL)
+        db.execute(
+            "INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier,"
+            " description, last_change) VALUES ('layer_styles', 'attributes', 'layer_styles',"
+            " 'QGIS layer styles', ?)",
+            (changed,),
+        )
+        db.execute("UPDATE layer_styles SET useAsDefault = 0 WHERE f_table_name = ?", (layer,))
+        db.execute(
+            "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name,"
+            " f_geometry_column, styleName, styleQML, styleSLD, useAsDefault, description,"
+            " owner, ui, update_time) VALUES ('', '', ?, ?, ?, ?, '', 1, ?, '', NULL, ?)",
+            (layer, geometry_column or "", name or layer, qml, description, changed),
+        )
 
 
 @contextlib.contextmanager
@@ -248,14 +352,20 @@ def cog_writer(
     band_tags: Sequence[Mapping[str, Any]] | None = None,
     scales: Sequence[float] | None = None,
     offsets: Sequence[float] | None = None,
+    units: Sequence[str] | None = None,
     overview_resampling: str = "average",
     predictor: int | None = None,
+    style: RasterStyle | None = None,
 ) -> Iterator[rasterio.io.DatasetWriter]:
     """Write a Cloud-Optimized GeoTIFF window by window.
 
     Yields a tiled GeoTIFF open for writing (write it in windows, e.g. with
     ``dst.write(block, window=w)``). On exit the file is converted to a COG with internal
     overviews and renamed onto ``path``; on error nothing is left behind.
+
+    ``band_tags`` hold one mapping of metadata per band, ``units`` each band's unit.
+    ``style`` (see :mod:`solarmap.styles`) makes a QGIS style from the finished COG, written
+    beside it as ``<stem>.qml``, which QGIS applies when it opens the raster.
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -300,7 +410,13 @@ def cog_writer(
                 dst.scales = tuple(scales)
             if offsets is not None:
                 dst.offsets = tuple(offsets)
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), atomic_path(p) as tmp:
+            if units is not None:
+                dst.units = tuple(units)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
+            if style is not None:
+                sidecar = stack.enter_context(atomic_path(p.with_suffix(".qml")))
+            tmp = stack.enter_context(atomic_path(p))  # renamed first, then the sidecar
             rasterio.shutil.copy(
                 staging,
                 tmp,
@@ -309,6 +425,9 @@ def cog_writer(
                 PREDICTOR=str(predictor),
                 **COG_OPTIONS,
             )
+            if style is not None:
+                with rasterio.open(tmp) as written:
+                    sidecar.write_text(style(written))
 
 
 def _compressions() -> set[str]:
@@ -328,9 +447,12 @@ def write_cog(
     descriptions: Sequence[str] | None = None,
     tags: Mapping[str, Any] | None = None,
     band_tags: Sequence[Mapping[str, Any]] | None = None,
+    units: Sequence[str] | None = None,
     overview_resampling: str = "average",
+    style: RasterStyle | None = None,
 ) -> Path:
-    """Write an in-memory array ``[bands, H, W]`` (or ``[H, W]``) as a COG, atomically."""
+    """Write an in-memory array ``[bands, H, W]`` (or ``[H, W]``) as a COG, atomically, with
+    an optional QGIS style beside it (see :func:`cog_writer`)."""
     arr = array[None] if array.ndim == 2 else array
     with cog_writer(
         path,
@@ -344,7 +466,9 @@ def write_cog(
         descriptions=descriptions,
         tags=tags,
         band_tags=band_tags,
+        units=units,
         overview_resampling=overview_resampling,
+        style=style,
     ) as dst:
         dst.write(arr)
     return Path(path)

@@ -46,6 +46,7 @@ from solarmap.geo import (
 )
 from solarmap.model import Checkpoint, check_threshold
 from solarmap.progress import track
+from solarmap.styles import detections_style, probability_style
 from solarmap.windows import SceneSource, read_padded
 
 if TYPE_CHECKING:  # torch is imported where the model runs: reading a prediction's record
@@ -267,6 +268,18 @@ def _batches(
             yield k, cols[i : i + batch_size], i + batch_size >= len(cols)
 
 
+def _probability_band_tags(threshold: float) -> dict[str, str]:
+    """Metadata of the probability band: what it means, its range and the threshold."""
+    return {
+        "MEANING": "probability that the pixel is part of a solar farm (model output)",
+        "VALID_MIN": "0",
+        "VALID_MAX": "1",
+        "UNITS": "probability",
+        "THRESHOLD": f"{threshold:g}",
+        "NODATA_MEANING": "NaN: no valid input pixel (no data, cloud, shadow)",
+    }
+
+
 def _predict_to_cog(
     scene: SceneSource,
     checkpoint: Checkpoint,
@@ -328,6 +341,9 @@ def _predict_to_cog(
         nodata=float("nan"),
         descriptions=[PROBABILITY_DESCRIPTION],
         tags=tags,
+        band_tags=[_probability_band_tags(threshold)],
+        units=["probability"],
+        style=probability_style(threshold=threshold),
     ) as dst:
         with torch.inference_mode():
             for k, chunk, row_done in track(
@@ -453,7 +469,12 @@ def predict_scene(
             scene_id=str(info.scene_id),
             date=None if info.date is None else str(info.date),
         )
-        write_vector(gdf, tmp / POLYGONS_FILE, layer=POLYGONS_LAYER)
+        write_vector(
+            gdf,
+            tmp / POLYGONS_FILE,
+            layer=POLYGONS_LAYER,
+            style=detections_style(threshold=threshold),
+        )
         seconds["polygonize"] += time.perf_counter() - t
         total = time.perf_counter() - started
         write_json(

@@ -50,6 +50,7 @@ from solarmap.bands import (
 )
 from solarmap.errors import InputError
 from solarmap.geo import cog_writer, write_cog, write_json, write_text, write_vector
+from solarmap.styles import image_style, outline_style, palette_style, scl_style
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,11 @@ __all__ = ["RegionFiles", "generate_region"]
 
 _STRIP_ROWS: Final = 512  # rows per synthesis strip (even, COG block size)
 _DEFAULT_CONFIG: Final = RegionConfig()
+#: Colours of the land-cover classes in ``landcover.tif``'s QGIS style.
+_LANDCOVER_COLOURS: Final = {
+    1: "#4daf4a", 2: "#d8b365", 3: "#377eb8", 4: "#525252", 5: "#e41a1c", 6: "#f0f0f0",
+    7: "#253494", 8: "#c51b7d",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,7 @@ def _fixed_gpkg_date(date: str) -> Iterator[None]:
     import pyogrio
 
     old = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
-    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": f"{date}T00:00:00Z"})
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": f"{date}T00:00:00.000Z"})
     try:
         yield
     finally:
@@ -223,6 +229,7 @@ def _write_class_maps(
         descriptions=["SCL"],
         tags={"SCENE_ID": tags["SCENE_ID"], "DATETIME": tags["DATETIME"]},
         overview_resampling="nearest",
+        style=scl_style(),
     )
     write_cog(
         files.landcover,
@@ -233,6 +240,7 @@ def _write_class_maps(
         descriptions=["landcover"],
         tags={f"CLASS_{k}": v for k, v in LANDCOVER_CLASSES.items()},
         overview_resampling="nearest",
+        style=palette_style(LANDCOVER_CLASSES, colours=_LANDCOVER_COLOURS, hidden=(0,)),
     )
 
 
@@ -302,6 +310,7 @@ def _write_scene(
         tags=tags,
         scales=[1.0 / L2A_QUANTIFICATION] * len(BANDS),
         offsets=[L2A_BOA_ADD_OFFSET / L2A_QUANTIFICATION] * len(BANDS),
+        style=image_style(),
     ) as dst:
         for strip, r0 in enumerate(range(0, grid.H, _STRIP_ROWS)):
             r1 = min(grid.H, r0 + _STRIP_ROWS)
@@ -336,7 +345,7 @@ def _write_truth(path: Path, grid: Grid, farms: list[Farm], date: str) -> None:
         crs=grid.crs,
     )
     with _fixed_gpkg_date(date):
-        write_vector(gdf, path, layer="farms")
+        write_vector(gdf, path, layer="farms", style=outline_style(colour="#ffff00"))
 
 
 def _synthesise_strip(
