@@ -38,7 +38,7 @@ from attribute.base import (
 )
 from attribute.reduce import band_importance, check_reductions, named_maps
 from attribute.registry import DEFAULT_METHODS, OPTIONS, REGISTRY, options_for, resolve_methods
-from attribute.targets import Target, read_target, target_window
+from attribute.targets import Target, TargetWindow, read_target, target_window
 from solarmap.errors import InputError
 from solarmap.geo import output_dir, write_json, write_vector
 from solarmap.model import Checkpoint
@@ -179,6 +179,19 @@ def explain_scene(
     return result
 
 
+@dataclass
+class _TargetResults:
+    """What the methods gave for one target, gathered for writing."""
+
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    band_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    table: list[dict[str, Any]] = field(default_factory=list)
+    costs: dict[str, dict[str, int]] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+    #: superpixel values by method, for the polygon layers
+    superpixels: dict[str, list[float]] = field(default_factory=dict)
+
+
 def _explain_one(
     t: Target,
     win: Window,
@@ -190,15 +203,32 @@ def _explain_one(
     *,
     zero: torch.Tensor,
 ) -> dict[str, Any]:
-    from attribute.georef import quicklook_png, write_attribution_cog, write_band_table
-
-    info = scene.info
+    """Read one target's window, run every chosen method on it and write its folder."""
     tw = read_target(scene, checkpoint, t.kind, t.geom, window=win, reduction=cfg.reduction)
-    refl, x, tr, f = tw.reflectance, tw.x, tw.transform, tw.f
-    region = f.region_numpy()
+    ctx = _method_context(tw, cfg, model, zero)
+    results = _run_methods(t, tw, ctx, cfg)
+    _write_target(root / f"target_{t.id}", t, tw, ctx, results, scene, checkpoint, cfg)
+    summary = {
+        "id": t.id,
+        "kind": t.kind,
+        "folder": f"target_{t.id}",
+        "window": [int(win.col_off), int(win.row_off), int(win.width), int(win.height)],
+        "region_pixels": int(tw.f.region_numpy().sum()),
+        "f_x": float(tw.f(tw.x).detach()),
+        "costs": results.costs,
+        "extra": _jsonable(results.extras),
+        "maps": list(results.maps),
+    }
+    write_json(root / f"target_{t.id}" / "target.json", summary)
+    return summary
+
+
+def _method_context(
+    tw: TargetWindow, cfg: ExplainConfig, model: torch.nn.Module, zero: torch.Tensor
+) -> MethodContext:
+    """The target region's box, the perturbation baseline and lazy superpixels of a window."""
+    region = tw.f.region_numpy()
     rows, cols = np.nonzero(region)
-    bbox = (int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
-    baseline = perturbation_baseline(x, cfg.baseline, zero_reflectance=zero)
     seg_cache: list[np.ndarray] = []
 
     def segments() -> np.ndarray:
@@ -207,60 +237,82 @@ def _explain_one(
 
             seg_cache.append(
                 slic_segments(
-                    np.nan_to_num(refl), n_segments=cfg.options["n_segments"], seed=cfg.seed
+                    np.nan_to_num(tw.reflectance),
+                    n_segments=cfg.options["n_segments"],
+                    seed=cfg.seed,
                 )
             )
         return seg_cache[0]
 
-    ctx = MethodContext(
+    return MethodContext(
         settings=cfg.settings,
         model=model,
-        baseline=baseline,
+        baseline=perturbation_baseline(tw.x, cfg.baseline, zero_reflectance=zero),
         zero=zero,
         segments=segments,
-        region_bbox=bbox,
+        region_bbox=(int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1),
         shape=(int(region.shape[0]), int(region.shape[1])),
     )
-    maps: dict[str, np.ndarray] = {}
-    band_meta: dict[str, dict[str, Any]] = {}
-    table: list[dict[str, Any]] = []
-    costs: dict[str, dict[str, int]] = {}
-    extras: dict[str, Any] = {}
+
+
+def _run_methods(
+    t: Target, tw: TargetWindow, ctx: MethodContext, cfg: ExplainConfig
+) -> _TargetResults:
+    """Run each chosen method (its cost stated first) and gather maps, tables and extras."""
+    out = _TargetResults()
+    region = tw.f.region_numpy()
     reductions = check_reductions(cfg.reductions)
     for name in cfg.methods:
         method = REGISTRY[name]
         stated = method.cost(ctx).describe()
         log.info("target %s: %s costs %s%s", t.id, name, "at most " * method.bounded, stated)
-        a = method.run(ctx, f, x)
+        a = method.run(ctx, tw.f, tw.x)
         if method.bounded:
             log.info("target %s: %s spent %s", t.id, name, a.cost.describe())
-        costs[name] = dataclasses.asdict(a.cost)
+        out.costs[name] = dataclasses.asdict(a.cost)
         new_maps = dict(a.maps)
         if a.per_band is not None and not a.maps:
             new_maps = named_maps(name, a.per_band, reductions)
-        maps.update(new_maps)
+        out.maps.update(new_maps)
         meta = _band_metadata(name, method.family, a.extra, baseline=cfg.baseline)
-        band_meta.update({key: {**meta, **_reduction_of(key)} for key in new_maps})
+        out.band_meta.update({key: {**meta, **_reduction_of(key)} for key in new_maps})
         if a.per_band is not None:
             imp = band_importance(a.per_band, region)
-            table += [
+            out.table += [
                 {"method": name, "band": b, "importance": round(v, 6)} for b, v in imp.items()
             ]
         if "table" in a.extra:
-            table += [{"method": name, **row} for row in a.extra["table"]]
-        extras[name] = {k: v for k, v in a.extra.items() if k not in ("table", "values")}
+            out.table += [{"method": name, **row} for row in a.extra["table"]]
+        out.extras[name] = {k: v for k, v in a.extra.items() if k not in ("table", "values")}
         if method.family == "superpixel" and "values" in a.extra:
-            from attribute.superpixels import segments_to_polygons
+            out.superpixels[name] = a.extra["values"]
+    return out
 
-            polys = segments_to_polygons(segments(), a.extra["values"], transform=tr, crs=info.crs)
-            polys.insert(0, "method", name)
-            write_vector(
-                polys,
-                root / f"target_{t.id}" / f"superpixels_{name}.gpkg",
-                layer="superpixels",
-                style=superpixels_style(),
-            )
-    folder = root / f"target_{t.id}"
+
+def _write_target(
+    folder: Path,
+    t: Target,
+    tw: TargetWindow,
+    ctx: MethodContext,
+    results: _TargetResults,
+    scene: SceneSource,
+    checkpoint: Checkpoint,
+    cfg: ExplainConfig,
+) -> None:
+    """The target's attribution COG, quicklook, band table and superpixel layers."""
+    from attribute.georef import quicklook_png, write_attribution_cog, write_band_table
+    from attribute.superpixels import segments_to_polygons
+
+    info = scene.info
+    for name, values in results.superpixels.items():
+        polys = segments_to_polygons(ctx.segments(), values, transform=tw.transform, crs=info.crs)
+        polys.insert(0, "method", name)
+        write_vector(
+            polys,
+            folder / f"superpixels_{name}.gpkg",
+            layer="superpixels",
+            style=superpixels_style(),
+        )
     tags = {
         "TARGET_ID": t.id,
         "TARGET_KIND": t.kind,
@@ -268,38 +320,25 @@ def _explain_one(
         "CHECKPOINT": checkpoint.metadata.get("path", ""),
         "TARGET_REDUCTION": cfg.reduction,  # of the logits over the target; bands say theirs
     }
-    if maps:
+    if results.maps:
         write_attribution_cog(
             folder / "attribution.tif",
-            maps,
-            transform=tr,
+            results.maps,
+            transform=tw.transform,
             crs=info.crs,
             tags=tags,
-            band_tags=[band_meta[k] for k in maps],
+            band_tags=[results.band_meta[k] for k in results.maps],
         )
         quicklook_png(
             folder / "quicklook.png",
-            refl,
-            maps,
-            region=region,
+            tw.reflectance,
+            results.maps,
+            region=tw.f.region_numpy(),
             title=f"{t.label} ({t.kind}), scene {info.scene_id}",
         )
-    if table:
-        _uniform = [{k: r.get(k, "") for k in _table_keys(table)} for r in table]
-        write_band_table(folder / "bands", _uniform)
-    summary = {
-        "id": t.id,
-        "kind": t.kind,
-        "folder": f"target_{t.id}",
-        "window": [int(win.col_off), int(win.row_off), int(win.width), int(win.height)],
-        "region_pixels": int(region.sum()),
-        "f_x": float(f(x).detach()),
-        "costs": costs,
-        "extra": _jsonable(extras),
-        "maps": list(maps),
-    }
-    write_json(folder / "target.json", summary)
-    return summary
+    if results.table:
+        keys = _table_keys(results.table)
+        write_band_table(folder / "bands", [{k: r.get(k, "") for k in keys} for r in results.table])
 
 
 #: Scalar results of a method that each of its bands carries as metadata.
