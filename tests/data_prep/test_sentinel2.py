@@ -411,8 +411,9 @@ def test_full_read_of_a_large_scene_needs_allow_full(tmp_path: Path) -> None:
         "crs": "EPSG:32643", "transform": Affine(10, 0, ORIGIN[0], 0, -10, ORIGIN[1]),
         "tiled": True, "blockxsize": 256, "blockysize": 256, "SPARSE_OK": True,
     }  # fmt: skip
-    with rasterio.open(path, "w", **profile):
-        pass  # no blocks written: a sparse file of zeros (no data)
+    with rasterio.open(path, "w", **profile) as dst:
+        # one block of data, the rest unwritten: a sparse file of zeros (no data)
+        dst.write(np.full((10, 256, 256), 1500, np.uint16), window=Window(0, 0, 256, 256))
     with open_scene(path) as scene:
         with pytest.raises(InputError, match=r"4100x4100 pixels.*read it in windows"):
             scene.read()
