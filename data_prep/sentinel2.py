@@ -197,8 +197,9 @@ class SceneOptions:
             or not math.isfinite(scale)
             or scale <= 0
         ):
+            shown = f"{scale:g}" if isinstance(scale, int | float) else repr(scale)
             raise InputError(
-                f"--scale {scale}: give the reflectance of one raw unit, a number above 0 "
+                f"--scale {shown}: give the reflectance of one raw unit, a number above 0 "
                 "(e.g. 0.0001 for reflectance x10000)"
             )
 

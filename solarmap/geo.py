@@ -52,7 +52,7 @@ def _require_file(path: Path, what: str) -> None:
     if not path.exists():
         raise InputFileError(f"{path}: {what} not found; check the path")
     if path.is_dir():
-        raise InputFileError(f"{path}: is a folder, not a {what} file; give the file itself")
+        raise InputFileError(f"{path}: is a folder; give the {what} itself")
 
 
 #: Leading bytes of file kinds a user may pass where a raster or a vector file is expected.
@@ -95,9 +95,18 @@ def _file_kind(path: Path) -> str | None:
 
 
 def damaged_raster_error(path: PathLike, err: BaseException) -> InputFileError:
-    """The error for a raster GDAL opened but cannot read: the file is damaged or truncated."""
-    first = str(err).splitlines()[0] if str(err) else type(err).__name__
-    first = first.replace(f"{path}: ", "").replace(f"'{path}'", "the file")
+    """The error for a raster GDAL opened but cannot read: the file is damaged or truncated.
+
+    The message gives GDAL's innermost reason (rasterio's own says only "Read failed").
+    """
+    cause = err
+    for _ in range(20):  # rasterio chains GDAL's messages, the innermost last
+        if (inner := cause.__cause__ or cause.__context__) is None:
+            break
+        cause = inner
+    first = str(cause).splitlines()[0] if str(cause) else type(err).__name__
+    for name in (str(path), Path(path).name):  # GDAL and libtiff start with the file name
+        first = first.replace(f"'{name}'", "the file").removeprefix(f"{name}: ")
     return InputFileError(
         f"{path}: the file is damaged or truncated ({first}); re-download or re-export it"
     )
