@@ -95,7 +95,7 @@ class PrepareConfig:
         _check_split(self.split)
         if not (math.isfinite(self.negative_ratio) and self.negative_ratio >= 0):
             raise InputError(
-                f"--negative-ratio {self.negative_ratio}: give a finite number >= 0 (1 keeps one "
+                f"--negative-ratio {self.negative_ratio:g}: give a finite number >= 0 (1 keeps one "
                 "negative chip per positive)"
             )
         if not 0 <= self.boundary <= MAX_BOUNDARY:

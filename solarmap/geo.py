@@ -52,7 +52,7 @@ def _require_file(path: Path, what: str) -> None:
     if not path.exists():
         raise InputFileError(f"{path}: {what} not found; check the path")
     if path.is_dir():
-        raise InputFileError(f"{path}: is a folder; give the {what} itself")
+        raise InputFileError(f"{path}: is a folder; give a file (the {what})")
 
 
 #: Leading bytes of file kinds a user may pass where a raster or a vector file is expected.
@@ -198,7 +198,7 @@ def read_vector(path: PathLike, *, what: str = "vector file", **kwargs: Any) -> 
     p = Path(path)
     _require_file(p, what)
     if _file_kind(p) == "empty":
-        raise InputFileError(f"{p}: the file is empty (0 bytes); give a {what} with features")
+        raise InputFileError(f"{p}: the file is empty (0 bytes); re-export it or give another")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
