@@ -202,6 +202,7 @@ def clean_labels(
     *,
     crs: Any | None = None,
     clip: BaseGeometry | None = None,
+    source: str | Path | None = None,
 ) -> gpd.GeoDataFrame:
     """Turn raw OSM (or label-file) features into solar label polygons.
 
@@ -216,6 +217,7 @@ def clean_labels(
         raw: output of one of the loaders (or any GeoDataFrame with a CRS).
         crs: output CRS (anything pyproj accepts); default: the input's CRS.
         clip: optional (Multi)Polygon in the output CRS; features not intersecting it are dropped.
+        source: where the features came from (a file), named in the messages.
 
     Returns:
         GeoDataFrame with columns ``kind`` (``"plant"`` | ``"generator"``), ``osm_id``
@@ -249,7 +251,7 @@ def clean_labels(
     if len(df) == 0:
         overlap = ", and that the clip area overlaps the labels" if clip is not None else ""
         raise LabelError(
-            f"labels: no solar polygons after cleaning ({n_read} features read); "
+            f"{source or 'labels'}: no solar polygons after cleaning ({n_read} features read); "
             f"{_TAG_HINT}{overlap}"
         )
     df = df.reset_index(drop=True)[_COLUMNS]

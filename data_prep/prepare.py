@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from data_prep.chips import (
     spatial_split,
 )
 from data_prep.rasterize import BACKGROUND, IGNORE, MASK_CLASSES, SOLAR, rasterize_window
-from data_prep.sentinel2 import Scene, SceneInfo, open_scene
+from data_prep.sentinel2 import Scene, SceneInfo, SceneOptions, open_scene
 from solarmap.bands import BANDS, REFLECTANCE_UNITS, reflectance_band_tags
 from solarmap.errors import InputError, LabelError
 from solarmap.geo import cog_writer, open_raster, output_dir, write_json, write_vector
@@ -49,10 +50,23 @@ log = logging.getLogger(__name__)
 #: ``--labels`` value that fetches labels from the Overpass API for the scenes' footprint.
 OVERPASS = "overpass"
 
+#: Largest chip side, pixels (a 2048 px chip of 10 bands is 168 MB as float32).
+MAX_CHIP_SIZE = 2048
+#: Largest spatial split block side, pixels.
+MAX_BLOCK_SIZE = 1 << 20
+#: Widest ignore ring around label polygons, pixels.
+MAX_BOUNDARY = 64
+
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    """Options of :func:`prepare`; written to ``config.json`` beside every output."""
+    """Options of :func:`prepare`; written to ``config.json`` beside every output.
+
+    Messages name the ``solarmap prepare`` options (``--chip-size``...) the fields stand for.
+
+    Raises:
+        InputError: on a value out of range, checked when the config is made (before any work).
+    """
 
     chip_size: int = 256
     stride: int | None = None
@@ -63,20 +77,48 @@ class PrepareConfig:
     boundary: int = 0
     window: int = 1024
     seed: int = 0
+    scene_options: SceneOptions = field(default_factory=SceneOptions)
 
     def __post_init__(self) -> None:
-        if self.chip_size < 16 or self.chip_size % 16:
-            raise InputError(f"chip size must be a multiple of 16 and >= 16, got {self.chip_size}")
-        if self.stride is not None and not 0 < self.stride <= self.chip_size:
-            raise InputError(f"stride must be in 1..chip size, got {self.stride}")
-        if self.block_size < self.chip_size:
+        if not (16 <= self.chip_size <= MAX_CHIP_SIZE and self.chip_size % 16 == 0):
             raise InputError(
-                f"block size ({self.block_size}) must be at least the chip size ({self.chip_size})"
+                f"--chip-size {self.chip_size}: give a multiple of 16 from 16 to {MAX_CHIP_SIZE}"
             )
+        if self.stride is not None and not 0 < self.stride <= self.chip_size:
+            raise InputError(
+                f"--stride {self.stride}: give 1 to the chip size ({self.chip_size}) pixels"
+            )
+        if not self.chip_size <= self.block_size <= MAX_BLOCK_SIZE:
+            raise InputError(
+                f"--block-size {self.block_size}: give the chip size ({self.chip_size}) to "
+                f"{MAX_BLOCK_SIZE} pixels"
+            )
+        _check_split(self.split)
+        if not (math.isfinite(self.negative_ratio) and self.negative_ratio >= 0):
+            raise InputError(
+                f"--negative-ratio {self.negative_ratio:g}: give a finite number >= 0 (1 keeps one "
+                "negative chip per positive)"
+            )
+        if not 0 <= self.boundary <= MAX_BOUNDARY:
+            raise InputError(f"--boundary {self.boundary}: give 0 to {MAX_BOUNDARY} pixels")
+        if self.seed < 0:
+            raise InputError(f"--seed {self.seed}: give a whole number >= 0")
         if not 0 <= self.min_solar_fraction < 1:
             raise InputError(f"min solar fraction must be in [0, 1), got {self.min_solar_fraction}")
-        if self.boundary < 0 or self.window < 64 or self.negative_ratio < 0:
-            raise InputError("boundary and negative ratio must be >= 0 and window >= 64")
+        if self.window < 64:
+            raise InputError(f"window must be >= 64 pixels, got {self.window}")
+
+
+def _check_split(split: tuple[float, ...]) -> None:
+    """Train, val and test shares: three finite numbers >= 0 that sum to 1, train above 0."""
+    text = ",".join(f"{x:g}" for x in split)
+    fix = "give three shares (train, val, test) that sum to 1, e.g. 0.7,0.15,0.15"
+    if len(split) != 3 or not all(math.isfinite(x) and x >= 0 for x in split):
+        raise InputError(f"--split {text}: {fix}")
+    if not math.isclose(sum(split), 1.0, abs_tol=1e-6):
+        raise InputError(f"--split {text}: the shares sum to {sum(split):g}; {fix}")
+    if split[0] <= 0:
+        raise InputError(f"--split {text}: no share for training; {fix}")
 
 
 @dataclass
@@ -136,7 +178,7 @@ def load_labels(source: str | Path, infos: Sequence[SceneInfo]) -> Any:
         raw = osm.labels_from_polygon(unary_union(footprints))
     else:
         raw = osm.read_labels(source)
-    labels = osm.clean_labels(raw, crs="EPSG:4326")
+    labels = osm.clean_labels(raw, crs="EPSG:4326", source=source)
     overlaps = labels.intersects(unary_union(footprints))
     if not overlaps.any():
         b = unary_union(footprints).bounds
@@ -313,14 +355,17 @@ def prepare(
         raise InputError("no scene given; pass at least one --scene")
     scl_list = list(scl) if scl is not None else [None] * len(scenes)
     if len(scl_list) != len(scenes):
-        raise InputError(f"got {len(scl_list)} SCL files for {len(scenes)} scenes")
+        raise InputError(
+            f"{len(scl_list)} --scl files for {len(scenes)} --scene(s); give one --scl per "
+            "--scene, in the same order, or none"
+        )
     out = Path(out)
 
     # Validate every input before anything is written.
     opened: list[Scene] = []
     try:
         for path, s in zip(scenes, scl_list, strict=True):
-            opened.append(open_scene(path, scl=s))
+            opened.append(open_scene(path, scl=s, options=cfg.scene_options))
         infos = [s.info for s in opened]
         ids = _unique_ids(infos)
         labels_4326 = load_labels(labels, infos)

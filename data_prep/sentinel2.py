@@ -38,7 +38,7 @@ from affine import Affine
 from rasterio.coords import BoundingBox
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.errors import NotGeoreferencedWarning
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window, from_bounds
 from rasterio.windows import bounds as window_bounds
 from rasterio.windows import intersection as window_intersection
@@ -56,17 +56,19 @@ from solarmap.bands import (
     normalise_band_name,
 )
 from solarmap.errors import InputError, InputFileError
-from solarmap.geo import open_raster
+from solarmap.geo import damaged_raster_error, open_raster
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "MAX_FULL_READ_PIXELS",
+    "RESOLUTION_RANGE_M",
     "SCL_CLASSES",
     "SCL_INVALID",
     "Scene",
     "SceneForm",
     "SceneInfo",
+    "SceneOptions",
     "open_scene",
     "read_scene",
 ]
@@ -76,6 +78,15 @@ SceneForm = Literal["geotiff", "folder", "safe"]
 #: ``Scene.read(None)`` refuses scenes with more pixels than this unless ``allow_full=True``.
 MAX_FULL_READ_PIXELS: Final[int] = 4096 * 4096
 
+#: Ground pixel sides (metres) read without ``SceneOptions.allow_resolution``: Sentinel-2's 10 m
+#: within a factor 1.5, the pixel size the model was made for.
+RESOLUTION_RANGE_M: Final[tuple[float, float]] = (20.0 / 3.0, 15.0)
+#: Median reflectance of a band (in the sample at the scene centre) outside this range is not
+#: surface reflectance: a wrong offset or scale, or not an L2A scene at all.
+_PLAUSIBLE_MEDIAN: Final[tuple[float, float]] = (-0.02, 1.5)
+#: Largest value of a scene classification layer (11, snow).
+_SCL_MAX: Final = max(SCL_CLASSES)
+
 #: Band order of ``band_id`` 0..12 in the L2A product metadata.
 _L2A_BAND_IDS: Final[tuple[str, ...]] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
@@ -83,6 +94,11 @@ _L2A_BAND_IDS: Final[tuple[str, ...]] = (
 _QUANTIFICATION: Final[float] = float(L2A_QUANTIFICATION)
 _NEW_OFFSET: Final[float] = float(L2A_BOA_ADD_OFFSET)
 _RASTER_SUFFIXES: Final[frozenset[str]] = frozenset({".tif", ".tiff", ".jp2"})
+#: GDAL drivers of the formats a scene comes in; a file of another driver without a CRS is an
+#: image of another kind (a PNG renamed .tif...), not an ungeoreferenced scene.
+_GEOREFERENCED_DRIVERS: Final[frozenset[str]] = frozenset(
+    {"GTiff", "COG", "JP2OpenJPEG", "JP2KAK", "JP2ECW", "JP2MrSID", "JPEG2000", "VRT"}
+)
 _DATE_TAGS: Final[tuple[str, ...]] = (
     "DATETIME", "SENSING_TIME", "PRODUCT_START_TIME", "DATATAKE_SENSING_START",
     "ACQUISITION_DATE", "DATE",
@@ -154,6 +170,40 @@ class SceneInfo:
         return (abs(self.transform.a), abs(self.transform.e))
 
 
+@dataclass(frozen=True)
+class SceneOptions:
+    """How to read a scene where its files leave a choice; prepare, predict and explain take
+    the same options (``--scale``, ``--allow-resolution``).
+
+    Attributes:
+        scale: reflectance of one raw unit (``reflectance = value * scale``) for every band,
+            instead of what the tags and the data say; the way to read 8-bit bands. None: from
+            the tags and the data.
+        allow_resolution: read a scene whose ground pixels lie outside
+            :data:`RESOLUTION_RANGE_M` (the model was made for 10 m pixels).
+
+    Raises:
+        InputError: if ``scale`` is not a finite number above 0.
+    """
+
+    scale: float | None = None
+    allow_resolution: bool = False
+
+    def __post_init__(self) -> None:
+        scale = self.scale
+        if scale is not None and (
+            isinstance(scale, bool)
+            or not isinstance(scale, int | float)
+            or not math.isfinite(scale)
+            or scale <= 0
+        ):
+            shown = f"{scale:g}" if isinstance(scale, int | float) else repr(scale)
+            raise InputError(
+                f"--scale {shown}: give the reflectance of one raw unit, a number above 0 "
+                "(e.g. 0.0001 for reflectance x10000)"
+            )
+
+
 @dataclass
 class _Source:
     """One band of one open dataset, and how it maps onto the scene grid."""
@@ -192,6 +242,8 @@ class _Encoding:
     offset: float
     text: str
     l2a_dn: bool  # integer L2A digital numbers, where 0 marks no data
+    origin: str = ""  # where scale and offset came from, for messages ("its tag ...")
+    fix: str = ""  # what to do when they turn the values into implausible reflectance
 
 
 @dataclass
@@ -292,8 +344,10 @@ class Scene:
             if src.on_grid:
                 groups.setdefault(id(src.ds), []).append(i)
         for members in groups.values():
-            ds = self._sources[members[0]].ds
-            raw = ds.read([self._sources[i].bidx for i in members], window=win)
+            first = self._sources[members[0]]
+            raw = _read_checked(
+                first.path, first.ds, [self._sources[i].bidx for i in members], window=win
+            )
             for i, band_raw in zip(members, raw, strict=True):
                 self._convert(i, band_raw, out)
                 band_nodata = _nodata_mask(band_raw, self._sources[i])
@@ -315,7 +369,7 @@ class Scene:
         valid = ~nodata
         if self._scl is not None:
             if self._scl.on_grid:
-                scl = self._scl.ds.read(self._scl.bidx, window=win)
+                scl = _read_checked(self._scl.path, self._scl.ds, self._scl.bidx, window=win)
             else:
                 scl = self._resampled(self._scl, win, Resampling.nearest)
             valid &= ~np.isin(scl, _SCL_INVALID_CODES)
@@ -354,7 +408,9 @@ class Scene:
         r0 = min(max(float(sw.row_off), 0.0), src.ds.height)
         c1 = min(float(sw.col_off + sw.width), src.ds.width)
         r1 = min(float(sw.row_off + sw.height), src.ds.height)
-        return src.ds.read(
+        return _read_checked(
+            src.path,
+            src.ds,
             src.bidx,
             window=Window(c0, r0, c1 - c0, r1 - r0),
             out_shape=(int(win.height), int(win.width)),
@@ -393,23 +449,37 @@ def _nodata_mask(raw: np.ndarray, src: _Source) -> np.ndarray:
     return mask
 
 
-def open_scene(path: str | Path, *, scl: str | Path | None = None) -> Scene:
+def open_scene(
+    path: str | Path, *, scl: str | Path | None = None, options: SceneOptions | None = None
+) -> Scene:
     """Open a Sentinel-2 L2A scene stored as a GeoTIFF, a folder of band files or a .SAFE.
+
+    Before the scene is returned it is checked, so that a command fails before any work: the
+    pixel size on the ground (10 m, see :data:`RESOLUTION_RANGE_M`), the reflectance a sample
+    at the scene centre comes out with (band medians from -0.02 to 1.5: an offset applied
+    twice, or a wrong scale, is refused), the SCL values, and that the scene has a valid pixel
+    and every band a value (windows are read from the centre out until both are seen).
 
     Args:
         path: a multi-band raster file, a folder of per-band files, a ``.SAFE`` folder or its
             ``MTD_MSIL2A.xml``.
         scl: a scene classification raster to mask clouds with; by default the SCL found beside
             the bands (``<stem>_SCL.tif``, a file named with ``SCL``, or the SAFE's R20m SCL).
+        options: how to read where the files leave a choice (:class:`SceneOptions`).
 
     Returns:
         An open :class:`Scene`; close it or use it in a ``with`` block.
 
     Raises:
-        InputFileError: if a path is missing or a file is not a raster GDAL can read.
+        InputFileError: if a path is missing, a file is not a raster GDAL can read, or it is
+            damaged or truncated.
         InputError: if bands are missing or in an unknown order, a file has no CRS, band files
-            do not share CRS and extent, or product metadata is corrupt.
+            do not share CRS and extent, product metadata is corrupt, bands are 8-bit (without
+            ``options.scale``), pixels are far from 10 m (without
+            ``options.allow_resolution``), the values are not plausible reflectance, the SCL
+            holds other values than its classes, a band holds no data or no pixel is valid.
     """
+    opts = options or SceneOptions()
     p = Path(path)
     if not p.exists():
         raise InputFileError(f"{p}: scene not found; check the path")
@@ -426,6 +496,9 @@ def open_scene(path: str | Path, *, scl: str | Path | None = None) -> Scene:
         form = "geotiff"
 
     opened: list[Any] = []
+    deferred: list[logging.LogRecord] = []
+    held = _HoldWarnings(deferred)
+    log.addFilter(held)
     try:
         if form == "geotiff":
             sources, meta, scl_path = _open_geotiff(p, opened)
@@ -436,6 +509,8 @@ def open_scene(path: str | Path, *, scl: str | Path | None = None) -> Scene:
         if scl is not None:
             scl_path = Path(scl)
         grid = sources[0].ds
+        if not opts.allow_resolution:
+            _check_resolution(sources[0].path, grid)
         for src in sources[1:]:
             _check_same_grid(src, grid, sources[0].path)
             _place_on_grid(src, grid)
@@ -450,9 +525,12 @@ def open_scene(path: str | Path, *, scl: str | Path | None = None) -> Scene:
             scl_source = _Source("SCL", scl_path, scl_ds, 1)
             _check_same_grid(scl_source, grid, sources[0].path)
             _place_on_grid(scl_source, grid)
-        encodings = _encodings(sources, meta)
+            _check_scl_values(scl_source)
+        samples = _Samples(sources)
+        encodings = _encodings(sources, meta, samples, scale=opts.scale)
         for src, enc in zip(sources, encodings, strict=True):
             src.zero_is_nodata = enc.l2a_dn
+        _check_plausible(sources, encodings, samples)
         texts = list(dict.fromkeys(e.text for e in encodings))
         info = SceneInfo(
             source=p,
@@ -469,10 +547,16 @@ def open_scene(path: str | Path, *, scl: str | Path | None = None) -> Scene:
             encoding="; ".join(texts),
             has_scl=scl_source is not None,
         )
+        scene = Scene(info, sources, scl_source, opened)
+        _check_has_data(scene)
     except BaseException:
         for ds in opened:
             ds.close()
         raise
+    finally:
+        log.removeFilter(held)
+    for record in deferred:  # the scene opened: its warnings stand
+        log.handle(record)
     log.info(
         "%s: %s scene %s (%s), %dx%d, %s%s",
         p,
@@ -484,7 +568,22 @@ def open_scene(path: str | Path, *, scl: str | Path | None = None) -> Scene:
         info.encoding,
         ", with SCL" if info.has_scl else ", no SCL",
     )
-    return Scene(info, sources, scl_source, opened)
+    return scene
+
+
+class _HoldWarnings(logging.Filter):
+    """Holds back this module's warnings while a scene is opened: when the scene is refused,
+    the refusal is the one line the user sees; when it opens, the warnings are logged."""
+
+    def __init__(self, held: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self.held = held
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            self.held.append(record)
+            return False
+        return True
 
 
 def read_scene(
@@ -493,6 +592,7 @@ def read_scene(
     window: Window | None = None,
     scl: str | Path | None = None,
     allow_full: bool = False,
+    options: SceneOptions | None = None,
 ) -> tuple[np.ndarray, np.ndarray, SceneInfo]:
     """Open a scene, read one window (or all of it) and close it again.
 
@@ -503,7 +603,7 @@ def read_scene(
         InputFileError: see :func:`open_scene`.
         InputError: see :func:`open_scene` and :meth:`Scene.read`.
     """
-    with open_scene(path, scl=scl) as scene:
+    with open_scene(path, scl=scl, options=options) as scene:
         reflectance, valid = scene.read(window, allow_full=allow_full)
         return reflectance, valid, scene.info
 
@@ -518,6 +618,11 @@ def _open(path: Path, opened: list[Any], *, what: str) -> Any:
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         ds = open_raster(path, what=what)
     opened.append(ds)
+    if ds.crs is None and ds.driver not in _GEOREFERENCED_DRIVERS:
+        raise InputError(
+            f"{path}: a {ds.driver} image, not a GeoTIFF: it has no georeferencing (CRS and "
+            "transform); give the scene as a GeoTIFF or JP2 of the L2A bands"
+        )
     if ds.crs is None:
         raise InputError(
             f"{path}: has no CRS; assign one with gdal_edit.py -a_srs or write a georeferenced file"
@@ -729,6 +834,119 @@ def _place_on_grid(src: _Source, grid: Any) -> None:
     src.halo = max(1, math.ceil(ratio / 2))
 
 
+# --- checks at open: a scene the model can read ----------------------------------------------
+
+
+def _ground_pixel_m(grid: Any) -> tuple[float, float] | None:
+    """Pixel side ``(x, y)`` in metres on the ground at the grid centre (None if unknown)."""
+    from pyproj import Geod, Transformer
+    from pyproj.exceptions import ProjError
+
+    t = grid.transform
+    cx, cy = grid.width / 2, grid.height / 2
+    xs, ys = zip(*(t * (cx, cy), t * (cx + 1, cy), t * (cx, cy + 1)), strict=True)
+    try:
+        lon, lat = Transformer.from_crs(grid.crs.to_wkt(), "EPSG:4326", always_xy=True).transform(
+            xs, ys
+        )
+    except ProjError:
+        return None
+    if not all(math.isfinite(v) for v in (*lon, *lat)):
+        return None
+    geod = Geod(ellps="WGS84")
+    dx = geod.inv(lon[0], lat[0], lon[1], lat[1])[2]
+    dy = geod.inv(lon[0], lat[0], lon[2], lat[2])[2]
+    return float(dx), float(dy)
+
+
+def _metres(value: float) -> str:
+    return f"{value:,.0f} m" if value >= 100 else f"{value:.3g} m"
+
+
+def _check_resolution(path: Path, grid: Any) -> None:
+    """Refuse pixels far from Sentinel-2's 10 m: the model sees farms at the wrong size there
+    (10 km pixels made 13 "farms" of 500,000 km^2)."""
+    sides = _ground_pixel_m(grid)
+    if sides is None:
+        return
+    lo, hi = RESOLUTION_RANGE_M
+    if all(lo <= side <= hi for side in sides):
+        return
+    raise InputError(
+        f"{path}: pixels are {_metres(sides[0])} x {_metres(sides[1])} on the ground, but the "
+        f"model works on Sentinel-2's 10 m pixels ({lo:.2g} to {hi:.2g} m accepted); resample "
+        "the scene to 10 m (gdalwarp -tr 10 10) or pass --allow-resolution to read it as it is"
+    )
+
+
+def _check_scl_values(scl: _Source) -> None:
+    """Refuse an SCL file whose values are not scene classes (e.g. a reflectance band)."""
+    values = _Samples([scl]).values(scl)
+    if not values.size:
+        return
+    top = float(values.max())
+    if top > _SCL_MAX or float(values.min()) < 0 or not np.all(values == np.round(values)):
+        raise InputError(
+            f"{scl.path}: values such as {top:g} are not scene classes (0 to {_SCL_MAX}); give "
+            "the L2A scene classification (SCL) band, e.g. *_SCL_20m.jp2"
+        )
+
+
+def _check_plausible(
+    sources: Sequence[_Source], encodings: Sequence[_Encoding], samples: _Samples
+) -> None:
+    """Refuse values that come out as no surface reflectance could: a band's median in the
+    sample at the scene centre below -0.02 (an L2A offset applied twice gives about -0.1) or
+    above 1.5 (reflectance x10000 read as 0-1)."""
+    lo, hi = _PLAUSIBLE_MEDIAN
+    for src, enc in zip(sources, encodings, strict=True):
+        values = samples.values(src)
+        if not values.size:
+            continue
+        median = float(np.median(values)) * enc.scale + enc.offset
+        if lo <= median <= hi:
+            continue
+        how = f"with {enc.origin}" if enc.origin else f"read as {enc.text}"
+        side = "below 0" if median < lo else "far above 1"
+        raise InputError(
+            f"{src.path}: {how}, {src.band} comes out with median reflectance {median:.3g} "
+            f"({side}: no surface reflectance); {enc.fix or 'give an L2A scene'}"
+        )
+
+
+def _check_has_data(scene: Scene, size: int = 1024) -> None:
+    """Refuse a scene with no valid pixel or a band without any value.
+
+    Windows are read from the scene centre outwards and the scan stops as soon as a valid
+    pixel and a value in every band have been seen: one window for most scenes, the whole
+    scene only for one that is then refused.
+    """
+    info = scene.info
+    cy, cx = info.height / 2, info.width / 2
+    windows = sorted(
+        scene.windows(size),
+        key=lambda w: (w.row_off + w.height / 2 - cy) ** 2 + (w.col_off + w.width / 2 - cx) ** 2,
+    )
+    filled = np.zeros(len(info.bands), dtype=bool)
+    any_valid = False
+    for win in windows:
+        refl, valid = scene.read(win)
+        filled |= np.isfinite(refl).reshape(len(info.bands), -1).any(axis=1)
+        any_valid = any_valid or bool(valid.any())
+        if any_valid and filled.all():
+            return
+    empty = [b for b, ok in zip(info.bands, filled, strict=True) if not ok]
+    if empty and len(empty) < len(info.bands):
+        raise InputError(
+            f"{info.source}: band(s) {', '.join(empty)} hold only NaN/no data; re-export the "
+            "scene with every band filled"
+        )
+    raise InputError(
+        f"{info.source}: no valid pixel (all no data, cloud or shadow); choose a clearer scene "
+        "or a different date"
+    )
+
+
 # --- metadata: dates, baselines, encodings -----------------------------------------------------
 
 
@@ -791,13 +1009,34 @@ def _default_offset(meta: _Meta) -> tuple[float, str]:
     return 0.0, "no date or processing baseline known"
 
 
-def _dn_encoding(q: float, off: float, *, integer: bool, note: str = "") -> _Encoding:
+def _dn_encoding(
+    q: float, off: float, *, integer: bool, note: str = "", origin: str = "", fix: str = ""
+) -> _Encoding:
     text = f"L2A DN, offset {off:g}, quantification {q:g}{note}"
-    return _Encoding(scale=1.0 / q, offset=off / q, text=text, l2a_dn=integer)
+    return _Encoding(
+        scale=1.0 / q, offset=off / q, text=text, l2a_dn=integer, origin=origin, fix=fix
+    )
 
 
-def _encodings(sources: Sequence[_Source], meta: _Meta) -> list[_Encoding]:
-    """How each band's raw values turn into reflectance."""
+def _user_encoding(scale: float) -> _Encoding:
+    option = f"--scale {scale:g}"
+    return _Encoding(
+        scale=scale,
+        offset=0.0,
+        text=f"reflectance = value x {scale:g} ({option})",
+        l2a_dn=False,
+        origin=option,
+        fix="give --scale the reflectance of one raw unit (e.g. 0.0001 for reflectance x10000)",
+    )
+
+
+def _encodings(
+    sources: Sequence[_Source], meta: _Meta, samples: _Samples, *, scale: float | None = None
+) -> list[_Encoding]:
+    """How each band's raw values turn into reflectance (``scale``: the user's, for all)."""
+    if scale is not None:
+        return [_user_encoding(scale) for _ in sources]
+    _refuse_8_bit(sources)
     result: list[_Encoding | None] = []
     assumed: tuple[float, str] | None = None
     for src in sources:
@@ -805,19 +1044,31 @@ def _encodings(sources: Sequence[_Source], meta: _Meta) -> list[_Encoding]:
         tags = src.tags()
         q = _tag_number(src, tags, "BOA_QUANTIFICATION_VALUE", "QUANTIFICATION_VALUE")
         off = _tag_number(src, tags, "BOA_ADD_OFFSET")
+        origin = f"its tag BOA_ADD_OFFSET={tags['BOA_ADD_OFFSET']}" if off is not None else ""
+        fix = (
+            "if the values have the offset applied already, remove the tag (or set it to 0); "
+            "else give the raw L2A digital numbers"
+        )
         if meta.quantification is not None or src.band in meta.offsets:
             q = meta.quantification
             off = meta.offsets.get(src.band)
+            origin = f"BOA_ADD_OFFSET {off:g} in {meta.metadata_file}" if off is not None else ""
+            fix = "the bands do not match the product metadata; download the product again"
         if q is not None or off is not None:
             if off is None:
                 off, why = _default_offset(meta)
                 log.info("%s: no BOA_ADD_OFFSET; using %g from %s", src.path, off, why)
-            result.append(_dn_encoding(q or _QUANTIFICATION, off, integer=integer))
+                origin = f"the offset {off:g} assumed from {why}"
+                fix = "if the values have the offset applied already, tag BOA_ADD_OFFSET=0"
+            result.append(
+                _dn_encoding(q or _QUANTIFICATION, off, integer=integer, origin=origin, fix=fix)
+            )
             continue
-        scale, offset = src.ds.scales[src.bidx - 1], src.ds.offsets[src.bidx - 1]
-        if (scale, offset) != (1.0, 0.0):
-            text = f"GDAL scale {scale:g}, offset {offset:g}"
-            result.append(_Encoding(scale=scale, offset=offset, text=text, l2a_dn=False))
+        scale_, offset = src.ds.scales[src.bidx - 1], src.ds.offsets[src.bidx - 1]
+        if (scale_, offset) != (1.0, 0.0):
+            text = f"GDAL scale {scale_:g}, offset {offset:g}"
+            fix = "fix the band scales and offsets (gdal_edit.py -scale -offset)"
+            result.append(_Encoding(scale_, offset, text, False, origin=text, fix=fix))
             continue
         if integer:
             if assumed is None:
@@ -830,22 +1081,94 @@ def _encodings(sources: Sequence[_Source], meta: _Meta) -> list[_Encoding]:
                     assumed[1],
                 )
             note = f" (assumed from {assumed[1]})"
-            result.append(_dn_encoding(_QUANTIFICATION, assumed[0], integer=True, note=note))
+            result.append(
+                _dn_encoding(
+                    _QUANTIFICATION,
+                    assumed[0],
+                    integer=True,
+                    note=note,
+                    origin=f"the offset {assumed[0]:g} assumed from {assumed[1]}",
+                    fix="tag the file with BOA_ADD_OFFSET (0 if the offset is applied already) "
+                    "and BOA_QUANTIFICATION_VALUE",
+                )
+            )
             continue
         result.append(None)
     pending = [s for s, e in zip(sources, result, strict=True) if e is None]
     if pending:
-        x10000 = _float_is_x10000(pending)
+        x10000 = _float_is_x10000(pending, samples)
+        fix = "tag the file scale=reflectance*10000 or scale=1, or pass --scale"
         float_enc = (
-            _Encoding(1.0 / _QUANTIFICATION, 0.0, "float reflectance x10000", False)
+            _Encoding(1.0 / _QUANTIFICATION, 0.0, "float reflectance x10000", False, fix=fix)
             if x10000
-            else _Encoding(1.0, 0.0, "float reflectance 0-1", False)
+            else _Encoding(1.0, 0.0, "float reflectance 0-1", False, fix=fix)
         )
         result = [float_enc if e is None else e for e in result]
     return [e for e in result if e is not None]
 
 
-def _float_is_x10000(sources: Sequence[_Source]) -> bool:
+def _refuse_8_bit(sources: Sequence[_Source]) -> None:
+    """8-bit bands cannot hold L2A reflectance: refuse them (``--scale`` reads them anyway)."""
+    for src in sources:
+        dtype = np.dtype(src.ds.dtypes[src.bidx - 1])
+        if dtype.kind == "c":
+            raise InputError(
+                f"{src.path}: complex values ({dtype}) are not reflectance; give the L2A bands "
+                "as uint16 digital numbers or float reflectance"
+            )
+        if dtype.itemsize == 1:
+            raise InputError(
+                f"{src.path}: 8-bit values ({dtype}) are not L2A reflectance (a display product "
+                "such as TCI, or a stretched export); give the L2A bands as uint16 digital "
+                "numbers or float reflectance, or pass --scale with the reflectance of one raw "
+                "unit (e.g. --scale 0.00392 if 255 is reflectance 1)"
+            )
+
+
+class _Samples:
+    """Raw values of each band in a window at the scene centre, read once at open (the encoding
+    guess and the plausibility check both look at them)."""
+
+    SIZE: Final = 512
+
+    def __init__(self, sources: Sequence[_Source]) -> None:
+        self._sources = list(sources)
+        self._index = {id(src): i for i, src in enumerate(self._sources)}
+        self._raw: dict[int, np.ndarray] | None = None
+
+    def _read(self) -> dict[int, np.ndarray]:
+        if self._raw is None:
+            raw: dict[int, np.ndarray] = {}
+            by_ds: dict[int, list[int]] = {}
+            for i, src in enumerate(self._sources):
+                by_ds.setdefault(id(src.ds), []).append(i)
+            for members in by_ds.values():
+                first = self._sources[members[0]]
+                ds = first.ds
+                w, h = min(ds.width, self.SIZE), min(ds.height, self.SIZE)
+                win = Window((ds.width - w) // 2, (ds.height - h) // 2, w, h)
+                bidx = [self._sources[i].bidx for i in members]
+                data = _read_checked(first.path, ds, bidx, window=win)
+                for i, band in zip(members, data, strict=True):
+                    raw[i] = band
+            self._raw = raw
+        return self._raw
+
+    def values(self, src: _Source) -> np.ndarray:
+        """Raw values of one band in the sample window that are not no data (1-D)."""
+        band = self._read()[self._index[id(src)]]
+        return band[~_nodata_mask(band, src)]
+
+
+def _read_checked(path: Path, ds: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+    """``ds.read(*args, **kwargs)``; a read error names the file as damaged or truncated."""
+    try:
+        return ds.read(*args, **kwargs)
+    except RasterioIOError as err:
+        raise damaged_raster_error(path, err) from err
+
+
+def _float_is_x10000(sources: Sequence[_Source], samples: _Samples) -> bool:
     """Whether float bands hold reflectance x10000: a ``scale`` tag says so, or the data do."""
     for src in sources:
         for key, value in src.tags().items():
@@ -857,18 +1180,9 @@ def _float_is_x10000(sources: Sequence[_Source]) -> bool:
             if value.strip() in ("1", "1.0"):
                 log.info("%s: tag %s=%r; reading float reflectance 0-1", src.path, key, value)
                 return False
-    # A sample: the first 1024 x 1024 window of each file, all its float bands at once.
-    by_ds: dict[int, list[_Source]] = {}
-    for src in sources:
-        by_ds.setdefault(id(src.ds), []).append(src)
-    samples = []
-    for group in by_ds.values():
-        ds = group[0].ds
-        win = Window(0, 0, min(ds.width, 1024), min(ds.height, 1024))
-        raw = ds.read([s.bidx for s in group], window=win)
-        for src, band in zip(group, raw, strict=True):
-            samples.append(band[~_nodata_mask(band, src)])
-    values = np.concatenate(samples) if samples else np.empty(0)
+    # A sample: the window at the centre of each file, all its float bands.
+    parts = [samples.values(src) for src in sources]
+    values = np.concatenate(parts) if parts else np.empty(0)
     median = float(np.median(values)) if values.size else math.nan
     x10000 = median > 1.5
     log.info(

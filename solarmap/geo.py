@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -55,51 +56,174 @@ GDAL_CACHE_BYTES = 256 * 1024**2
 def _require_file(path: Path, what: str) -> None:
     if not path.exists():
         raise InputFileError(f"{path}: {what} not found; check the path")
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a folder; give a file (the {what})")
+
+
+#: Leading bytes of file kinds a user may pass where a raster or a vector file is expected.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x1f\x8b", "a gzip file"),
+    (b"BZh", "a bzip2 file"),
+    (b"%PDF", "a PDF document"),
+    (b"SQLite format 3\x00", "an SQLite database (GeoPackage?)"),
+    (b"<", "an XML or HTML file"),
+    (b"{", "a JSON file"),
+)
+_TIFF_MAGIC: tuple[bytes, ...] = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _file_kind(path: Path) -> str | None:
+    """What a file holds, judged by its first bytes: ``"a PNG image"``, ``"a TIFF file"``,
+    ``"empty"``, ``"plain text"``..., or None when the bytes say nothing."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    if not head:
+        return "empty"
+    if head.startswith(_TIFF_MAGIC):
+        return "a TIFF file"
+    stripped = head.lstrip()
+    for magic, kind in _MAGIC:
+        if stripped.startswith(magic):
+            return kind
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return "plain text"
+
+
+def damaged_raster_error(path: PathLike, err: BaseException) -> InputFileError:
+    """The error for a raster GDAL opened but cannot read: the file is damaged or truncated.
+
+    The message gives GDAL's innermost reason (rasterio's own says only "Read failed").
+    """
+    cause = err
+    for _ in range(20):  # rasterio chains GDAL's messages, the innermost last
+        if (inner := cause.__cause__ or cause.__context__) is None:
+            break
+        cause = inner
+    first = str(cause).splitlines()[0] if str(cause) else type(err).__name__
+    for name in (str(path), Path(path).name):  # GDAL and libtiff start with the file name
+        first = first.replace(f"'{name}'", "the file").removeprefix(f"{name}: ")
+    return InputFileError(
+        f"{path}: the file is damaged or truncated ({first}); re-download or re-export it"
+    )
+
+
+def _check_tiff_complete(ds: rasterio.DatasetReader, path: Path) -> None:
+    """Refuse a GeoTIFF whose last data blocks lie past its end (a truncated download).
+
+    GDAL opens such a file (its header is intact) and fails only when the missing blocks are
+    read. The first and last block of every band are checked: writers place blocks in order,
+    so a cut tail shows there; damage elsewhere is caught when the block is read.
+    """
+    size = path.stat().st_size
+    rows, cols = ds.block_shapes[0] if ds.block_shapes else (ds.height, ds.width)
+    nx, ny = -(-ds.width // max(cols, 1)), -(-ds.height // max(rows, 1))
+    for bidx in range(1, min(ds.count, 64) + 1):
+        for x, y in ((0, 0), (nx - 1, ny - 1)):
+            offset = ds.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=bidx)
+            length = ds.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=bidx)
+            if not offset or not length or int(offset) == 0:  # sparse: no block written
+                continue
+            end = int(offset) + int(length)
+            if end > size:
+                raise InputFileError(
+                    f"{path}: the file is damaged or truncated (it has {size:,} bytes but its "
+                    f"data reach byte {end:,}); re-download or re-export it"
+                )
+
+
+def _why_unreadable(path: Path, err: BaseException, kind: str | None) -> str:
+    """Why GDAL could not open ``path``, in a few words: what the file is, or GDAL's reason."""
+    if kind is not None:
+        return f"it is {kind}"
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if "not recognized" in first or "not recognised" in first:
+        return "its format is not one GDAL knows"
+    return first.replace(f"'{path}'", "the file").replace(f"{path}: ", "")
 
 
 def open_raster(path: PathLike, *, what: str = "raster") -> rasterio.DatasetReader:
     """Open a raster for reading.
 
+    A GeoTIFF whose data blocks reach past the end of the file (a truncated download) is
+    refused here, before any work; read errors later on are the caller's to translate (see
+    :func:`damaged_raster_error`).
+
     Raises:
-        InputFileError: if the file is missing or GDAL cannot read it as a raster.
+        InputFileError: if the file is missing, a folder, truncated, or GDAL cannot read it as
+            a raster (the message says what the file holds instead, where its bytes tell).
     """
     p = Path(path)
     _require_file(p, what)
     try:
-        return rasterio.open(p)
+        ds = rasterio.open(p)
     except RasterioIOError as err:
-        first = str(err).splitlines()[0] if str(err) else "unreadable"
+        kind = _file_kind(p)
+        if kind == "a TIFF file":
+            raise damaged_raster_error(p, err) from err
+        if kind == "empty":
+            raise InputFileError(
+                f"{p}: the file is empty (0 bytes); re-download or re-export the {what}"
+            ) from err
         raise InputFileError(
-            f"{p}: not a raster GDAL can read ({first}); give a GeoTIFF or JP2 file"
+            f"{p}: not a raster GDAL can read ({_why_unreadable(p, err, kind)}); give a GeoTIFF "
+            "or JP2 file"
         ) from err
+    if ds.driver == "GTiff":
+        try:
+            _check_tiff_complete(ds, p)
+        except BaseException:
+            ds.close()
+            raise
+    return ds
 
 
 def read_vector(path: PathLike, *, what: str = "vector file", **kwargs: Any) -> Any:
     """Read a vector file (GeoJSON, GeoPackage, Shapefile...) into a GeoDataFrame.
 
     Without ``layer=``, a GeoPackage whose only other table is its QGIS ``layer_styles`` reads
-    its one data layer.
+    its one data layer. Warnings of the reader (e.g. that a file holds several layers and the
+    first is read) are logged, not printed.
 
     Raises:
-        InputFileError: if the file is missing or is not a vector file GDAL can read.
+        InputFileError: if the file is missing, a folder, empty, or not a vector file GDAL can
+            read.
     """
     import geopandas as gpd
     import pyogrio.errors
 
     p = Path(path)
     _require_file(p, what)
+    if _file_kind(p) == "empty":
+        raise InputFileError(f"{p}: the file is empty (0 bytes); re-export it or give another")
     try:
         if "layer" not in kwargs and p.suffix.lower() == ".gpkg":
             names = [str(n) for n, _ in pyogrio.list_layers(p)]
             data = [n for n in names if n != LAYER_STYLES]
             if len(data) == 1 and len(names) > 1:
                 kwargs["layer"] = data[0]
-        return gpd.read_file(p, engine="pyogrio", **kwargs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            gdf = gpd.read_file(p, engine="pyogrio", **kwargs)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as err:
-        first = str(err).splitlines()[0] if str(err) else "unreadable"
+        kind = _file_kind(p)
+        why = f"it is {kind}" if kind and kind not in ("plain text", "a JSON file") else None
         raise InputFileError(
-            f"{p}: not a vector file GDAL can read ({first}); give GeoJSON or GeoPackage"
+            f"{p}: not a vector file GDAL can read ({why or _why_unreadable(p, err, None)}); "
+            "give GeoJSON or GeoPackage"
         ) from err
+    for w in caught:
+        log.warning("%s: %s", p, str(w.message).splitlines()[0])
+    return gdf
 
 
 def is_lonlat_bounds(bounds: Sequence[float]) -> bool:

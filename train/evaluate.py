@@ -31,9 +31,10 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from data_prep.rasterize import IGNORE, SOLAR, rasterize_labels
-from solarmap.errors import InputError
+from solarmap.errors import InputError, OutputExistsError
 from solarmap.geo import (
     atomic_path,
+    check_vector_crs,
     equal_area_crs,
     open_raster,
     polygonize_mask,
@@ -54,6 +55,11 @@ N_BINS: Final = 1000
 BLOCK_ROWS: Final = 1024
 #: Raster suffixes :func:`evaluate_prediction` reads as a truth mask (anything else: vector).
 _RASTER_SUFFIXES: Final = frozenset({".tif", ".tiff", ".vrt", ".jp2", ".img"})
+#: Name endings :func:`evaluate_prediction` reads as OSM XML (solar plants as the truth).
+_OSM_SUFFIXES: Final = (".osm", ".osm.bz2", ".osm.gz", ".xml")
+#: Files :func:`evaluate_prediction` writes into its output folder.
+METRICS_FILE: Final = "metrics.json"
+PR_CURVE_FILE: Final = "pr_curve.png"
 #: Slack on the IoU and cover thresholds, so that a rule met exactly is not lost to rounding.
 _EPS: Final = 1e-9
 
@@ -679,11 +685,29 @@ def _truth_farms(
             return None
         solar = polygonize_mask(truth_src.read(1) == SOLAR, src.transform)
         return gpd.GeoDataFrame(geometry=solar, crs=src.crs)
-    farms = read_vector(truth, what="truth polygons", **({"layer": layer} if layer else {}))
-    if farms.crs is None:
-        raise InputError(f"{truth}: truth polygons have no CRS; set one in the file")
+    if truth.name.lower().endswith(_OSM_SUFFIXES):
+        from data_prep import osm
+
+        farms = osm.clean_labels(osm.labels_from_xml(truth), source=truth)
+    else:
+        farms = read_vector(truth, what="truth polygons", **({"layer": layer} if layer else {}))
+    check_vector_crs(farms, truth)
     farms = farms.loc[~(farms.geometry.is_empty | farms.geometry.isna())]
-    return farms.to_crs(src.crs).reset_index(drop=True)
+    if len(farms) == 0:
+        raise InputError(
+            f"{truth}: no truth polygons in the file; give the ground-truth farm polygons of the "
+            "area (or a 0/1/255 mask GeoTIFF on the prediction's grid)"
+        )
+    farms = farms.to_crs(src.crs).reset_index(drop=True)
+    if not farms.intersects(shapely.box(*src.bounds)).any():
+        from rasterio.warp import transform_bounds
+
+        b = transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21)
+        raise InputError(
+            f"{truth}: no truth polygon overlaps the prediction (lon/lat bounds "
+            f"{b[0]:.4f},{b[1]:.4f},{b[2]:.4f},{b[3]:.4f}); give the truth of the same area"
+        )
+    return farms
 
 
 class _FarmPixels:
@@ -821,6 +845,7 @@ def evaluate_prediction(
     truth_layer: str | None = None,
     min_truth_area_ha: float = 0.0,
     block_rows: int = BLOCK_ROWS,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Pixel metrics (and object metrics) of a probability raster against the truth.
 
@@ -847,6 +872,7 @@ def evaluate_prediction(
         truth_layer: layer of a multi-layer truth vector file (default: the first).
         min_truth_area_ha: truth farms smaller than this are left out of object metrics.
         block_rows: rows per window.
+        overwrite: replace ``metrics.json`` and ``pr_curve.png`` when ``out`` holds them.
 
     Returns:
         ``{"pixel": {...}, "object": {...} or None, "threshold": t, "best_threshold":
@@ -856,12 +882,24 @@ def evaluate_prediction(
 
     Raises:
         InputFileError: if an input file is missing or unreadable.
-        InputError: if the grids differ, a CRS is missing, the truth mask holds other values
-            than 0, 1 and 255, or an option is out of range.
+        InputError: if the grids differ, a CRS is missing (or a GeoJSON holds projected
+            coordinates), the truth polygons are empty or do not overlap the raster, no pixel
+            is left to compare, the truth mask holds other values than 0, 1 and 255, or an
+            option is out of range.
+        OutputExistsError: if ``out`` holds metrics already and ``overwrite`` is false.
     """
     check_threshold(threshold)
     if block_rows < 1:
         raise InputError(f"block_rows must be >= 1, got {block_rows}")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise InputError(f"{out}: is a file; give --out a folder to write the metrics into")
+    if out is not None and not overwrite:
+        for name in (METRICS_FILE, PR_CURVE_FILE):
+            if (Path(out) / name).exists():
+                raise OutputExistsError(
+                    f"{Path(out) / name}: metrics written before; pass --overwrite to replace "
+                    "them or choose another --out"
+                )
     probability, truth = Path(probability), Path(truth)
     truth_is_mask = truth.suffix.lower() in _RASTER_SUFFIXES
 
@@ -886,6 +924,11 @@ def evaluate_prediction(
             truth=truth,
         )
 
+    if counts.tp + counts.fp + counts.fn + counts.tn == 0:
+        raise InputError(
+            f"{truth}: no pixel to compare: where the prediction has values the truth is "
+            "'ignore' (255) or missing; give truth and a prediction of the same area"
+        )
     result: dict[str, Any] = {
         "pixel": {**counts.metrics(), "average_precision": hist.average_precision()},
         "object": None,
@@ -906,6 +949,6 @@ def evaluate_prediction(
     )  # fmt: skip
     if out is not None:
         out = Path(out)
-        write_json(out / "metrics.json", result)
-        plot_pr_curve(hist.curve(), out / "pr_curve.png", chosen=threshold, title=probability.name)
+        write_json(out / METRICS_FILE, result)
+        plot_pr_curve(hist.curve(), out / PR_CURVE_FILE, chosen=threshold, title=probability.name)
     return result

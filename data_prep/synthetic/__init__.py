@@ -36,6 +36,7 @@ from data_prep.synthetic.config import (
     DEFAULT_ORIGIN,
     GENERATOR_VERSION,
     RegionConfig,
+    RegionConfigError,
     SpuriousCue,
 )
 from data_prep.synthetic.landscape import LANDCOVER_CLASSES
@@ -53,6 +54,7 @@ __all__ = [
     "SCL_WRITTEN",
     "SPECTRA",
     "RegionConfig",
+    "RegionConfigError",
     "RegionFiles",
     "SpuriousCue",
     "generate_region",

@@ -21,6 +21,7 @@ __all__ = [
     "GENERATOR_VERSION",
     "PIXEL_M",
     "RegionConfig",
+    "RegionConfigError",
     "SpuriousCue",
 ]
 
@@ -34,6 +35,20 @@ DEFAULT_ORIGIN: Final[tuple[float, float]] = (700000.0, 1560000.0)
 
 #: Side of a scene pixel in metres.
 PIXEL_M: Final = 10.0
+
+
+class RegionConfigError(InputError):
+    """A :class:`RegionConfig` field with a value it cannot take.
+
+    The message names the field (``RegionConfig.size=0: choose 64 to 16384``); ``field``,
+    ``value`` and ``fix`` let a front door name its own option instead (``--size 0: ...``).
+    """
+
+    def __init__(self, field: str, value: Any, fix: str, *, shown: str | None = None) -> None:
+        self.field = field
+        self.value = value
+        self.fix = fix
+        super().__init__(f"RegionConfig.{field}={shown or repr(value)}: {fix}")
 
 
 @dataclass(frozen=True)
@@ -78,9 +93,10 @@ class RegionConfig:
         self._to_plain_types()
         lon_lat = Transformer.from_crs(crs, 4326, always_xy=True).transform(*self.resolved_origin)
         if not all(math.isfinite(v) for v in lon_lat):
-            raise InputError(
-                f"RegionConfig.origin={self.resolved_origin}: outside EPSG:{self.epsg}; "
-                "give an origin inside the CRS's area of use"
+            raise RegionConfigError(
+                "origin",
+                self.resolved_origin,
+                f"outside EPSG:{self.epsg}; give an origin inside the CRS's area of use",
             )
 
     def _check(self) -> CRS:
@@ -88,18 +104,15 @@ class RegionConfig:
         _check_whole("seed", self.seed, 0, 2**63 - 1)
         _check_whole("size", self.size, 64, 16384)
         if self.size % 2:
-            raise InputError(
-                f"RegionConfig.size={self.size}: give an even size, so the 20 m SCL grid covers "
-                "the same extent"
+            raise RegionConfigError(
+                "size", self.size, "give an even size, so the 20 m SCL grid covers the same extent"
             )
         crs = _check_epsg(self.epsg)
         _check_origin(self.origin)
         try:
             dt.date.fromisoformat(str(self.date))
         except ValueError as err:
-            raise InputError(
-                f"RegionConfig.date={self.date!r}: give an ISO date YYYY-MM-DD"
-            ) from err
+            raise RegionConfigError("date", self.date, "give an ISO date YYYY-MM-DD") from err
         if self.n_farms is not None:
             _check_whole("n_farms", self.n_farms, 1, 100000)
         _check_share("unmapped_fraction", self.unmapped_fraction, 1.0)
@@ -107,12 +120,11 @@ class RegionConfig:
         _check_share("cloud_fraction", self.cloud_fraction, 0.5)
         _check_share("nodata_fraction", self.nodata_fraction, 0.5)
         if self.spurious not in get_args(SpuriousCue):
-            raise InputError(
-                f"RegionConfig.spurious={self.spurious!r}: choose one of "
-                f"{', '.join(get_args(SpuriousCue))}"
+            raise RegionConfigError(
+                "spurious", self.spurious, f"choose one of {', '.join(get_args(SpuriousCue))}"
             )
         if not isinstance(self.snow, bool):
-            raise InputError(f"RegionConfig.snow={self.snow!r}: give true or false")
+            raise RegionConfigError("snow", self.snow, "give true or false")
         return crs
 
     def _to_plain_types(self) -> None:
@@ -152,16 +164,16 @@ class RegionConfig:
 
 def _check_whole(name: str, value: Any, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise InputError(f"RegionConfig.{name}={value!r}: give a whole number")
+        raise RegionConfigError(name, value, "give a whole number")
     if not lo <= value <= hi:
-        raise InputError(f"RegionConfig.{name}={value}: choose {lo} to {hi}")
+        raise RegionConfigError(name, value, f"choose {lo} to {hi}", shown=str(value))
 
 
 def _check_share(name: str, value: Any, hi: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
-        raise InputError(f"RegionConfig.{name}={value!r}: give a number from 0 to {hi}")
+        raise RegionConfigError(name, value, f"give a number from 0 to {hi:g}")
     if not 0.0 <= float(value) <= hi:
-        raise InputError(f"RegionConfig.{name}={value}: choose 0 to {hi}")
+        raise RegionConfigError(name, value, f"choose 0 to {hi:g}", shown=str(value))
 
 
 def _check_epsg(epsg: Any) -> CRS:
@@ -170,12 +182,14 @@ def _check_epsg(epsg: Any) -> CRS:
     try:
         crs = CRS.from_epsg(int(epsg))
     except CRSError as err:
-        raise InputError(f"RegionConfig.epsg={epsg}: unknown EPSG code") from err
+        raise RegionConfigError("epsg", epsg, "unknown EPSG code", shown=str(epsg)) from err
     units = {ax.unit_name for ax in crs.axis_info}
     if not crs.is_projected or units != {"metre"}:
-        raise InputError(
-            f"RegionConfig.epsg={epsg}: not a projected CRS in metres; "
-            "give a UTM code such as 32643"
+        raise RegionConfigError(
+            "epsg",
+            epsg,
+            "not a projected CRS in metres; give a UTM code such as 32643",
+            shown=str(epsg),
         )
     return crs
 
@@ -189,4 +203,4 @@ def _check_origin(origin: Any) -> None:
             for v in origin
         )
     ):
-        raise InputError(f"RegionConfig.origin={origin!r}: give (easting, northing) in metres")
+        raise RegionConfigError("origin", origin, "give (easting, northing) in metres")

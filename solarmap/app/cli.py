@@ -55,14 +55,49 @@ def _global(
     set_progress(not quiet)
 
 
+#: The scene options prepare, predict and explain share (``SceneOptions`` in the reader).
+SceneScale = Annotated[
+    float | None,
+    typer.Option(
+        "--scale",
+        help="Reflectance of one raw value, for every band (e.g. 0.0001), instead of what the "
+        "tags and the data say; the way to read 8-bit bands.",
+    ),
+]
+AllowResolution = Annotated[
+    bool,
+    typer.Option(
+        "--allow-resolution",
+        help="Read a scene whose pixels are far from 10 m (the model's pixel size) as it is.",
+    ),
+]
+
+
+def _scene_options(scale: float | None, allow_resolution: bool) -> Any:
+    """The reader's ``SceneOptions`` of the shared scene options, checked before any work."""
+    from data_prep.sentinel2 import SceneOptions
+
+    return SceneOptions(scale=scale, allow_resolution=allow_resolution)
+
+
 def _fractions(text: str) -> tuple[float, float, float]:
     try:
         parts = tuple(float(x) for x in text.split(","))
     except ValueError as err:
-        raise InputError(f"--split {text!r}: give three numbers like 0.7,0.15,0.15") from err
+        raise InputError(f"--split {text}: give three numbers like 0.7,0.15,0.15") from err
     if len(parts) != 3:
-        raise InputError(f"--split {text!r}: give three numbers like 0.7,0.15,0.15")
+        raise InputError(f"--split {text}: give three numbers like 0.7,0.15,0.15")
     return parts[0], parts[1], parts[2]
+
+
+#: ``RegionConfig`` fields that ``demo-data`` options set, by option.
+_DEMO_DATA_OPTIONS = {
+    "seed": "--seed",
+    "size": "--size",
+    "spurious": "--spurious",
+    "snow": "--snow",
+    "unmapped_fraction": "--unmapped-fraction",
+}
 
 
 @app.command("demo-data")
@@ -78,18 +113,23 @@ def demo_data(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
 ) -> None:
     """Generate the built-in demo region: an L2A-like scene, SCL, OSM labels and ground truth."""
-    from data_prep.synthetic import RegionConfig, generate_region
+    from data_prep.synthetic import RegionConfig, RegionConfigError, generate_region
     from solarmap.geo import output_dir
 
     if spurious not in ("none", "pad", "snow"):
         raise InputError(f"--spurious {spurious!r}: choose none, pad or snow")
-    cfg = RegionConfig(
-        seed=seed,
-        size=size,
-        spurious=spurious,  # type: ignore[arg-type]
-        snow=snow,
-        unmapped_fraction=unmapped_fraction,
-    )
+    try:
+        cfg = RegionConfig(
+            seed=seed,
+            size=size,
+            spurious=spurious,  # type: ignore[arg-type]
+            snow=snow,
+            unmapped_fraction=unmapped_fraction,
+        )
+    except RegionConfigError as err:  # name this command's option, not the config field
+        if err.field not in _DEMO_DATA_OPTIONS:
+            raise
+        raise InputError(f"{_DEMO_DATA_OPTIONS[err.field]} {err.value}: {err.fix}") from err
     with output_dir(out, overwrite=overwrite) as tmp:
         generate_region(tmp, cfg)
     typer.echo(f"demo region written to {out}")
@@ -119,6 +159,8 @@ def prepare(
     ] = 1.0,
     boundary: Annotated[int, typer.Option(help="Ignore ring around polygons, pixels.")] = 0,
     seed: Annotated[int, typer.Option(help="Seed for split and sampling.")] = 0,
+    scale: SceneScale = None,
+    allow_resolution: AllowResolution = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
 ) -> None:
     """Join scenes with solar labels into labelled scenes, a chip index and band statistics."""
@@ -133,6 +175,7 @@ def prepare(
         negative_ratio=negative_ratio,
         boundary=boundary,
         seed=seed,
+        scene_options=_scene_options(scale, allow_resolution),
     )
     result = run_prepare(
         scene, labels, out, config=cfg, scl=list(scl) if scl else None, overwrite=overwrite
@@ -216,6 +259,8 @@ def predict(
         float | None, typer.Option(help="Probability threshold (default: checkpoint's).")
     ] = None,
     min_area: Annotated[float, typer.Option(help="Drop polygons smaller than this, m².")] = 0.0,
+    scale: SceneScale = None,
+    allow_resolution: AllowResolution = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
 ) -> None:
     """Predict a probability COG and solar-farm polygons for a scene."""
@@ -223,6 +268,7 @@ def predict(
     from solarmap.model import load_checkpoint
     from solarmap.predict import PredictConfig, predict_scene
 
+    scene_options = _scene_options(scale, allow_resolution)
     ckpt = load_checkpoint(checkpoint)
     cfg = PredictConfig(
         window=window,
@@ -231,7 +277,7 @@ def predict(
         threshold=threshold,
         min_area_m2=min_area,
     )
-    with open_scene(scene, scl=scl) as src:
+    with open_scene(scene, scl=scl, options=scene_options) as src:
         res = predict_scene(src, ckpt, out, config=cfg, overwrite=overwrite)
     typer.echo(f"probability: {res.probability}")
     typer.echo(f"polygons:    {res.polygons} ({res.n_polygons} solar farms)")
@@ -249,17 +295,22 @@ def evaluate(
     threshold: Annotated[
         float | None, typer.Option(help="Threshold (default: the prediction's).")
     ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace metrics written before.")] = False,
 ) -> None:
     """Pixel and object metrics of a prediction against ground truth, with a PR curve."""
+    from solarmap.model import check_threshold
     from solarmap.predict import POLYGONS_FILE, PROBABILITY_FILE, recorded_threshold
     from train.evaluate import evaluate_prediction
 
+    if threshold is not None:
+        threshold = check_threshold(threshold, what="--threshold")
     metrics = evaluate_prediction(
         prediction / PROBABILITY_FILE,
         truth,
         polygons=prediction / POLYGONS_FILE,
         threshold=threshold if threshold is not None else recorded_threshold(prediction),
         out=out or prediction,
+        overwrite=overwrite,
     )
     _echo_metrics(metrics)
 
@@ -315,6 +366,8 @@ def _explain(
     margin: Annotated[int, typer.Option(help="Context around the target, pixels.")] = 32,
     batch_size: Annotated[int, typer.Option(help="Perturbations per forward pass.")] = 8,
     scl: Annotated[Path | None, typer.Option(help="SCL file for the scene.")] = None,
+    scale: SceneScale = None,
+    allow_resolution: AllowResolution = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
     **method_options: Any,
 ) -> None:
@@ -323,6 +376,7 @@ def _explain(
     from data_prep.sentinel2 import open_scene
     from solarmap.model import load_checkpoint
 
+    scene_options = _scene_options(scale, allow_resolution)
     cfg = ExplainConfig(
         methods=methods,
         reductions=tuple(r.strip() for r in reductions.split(",") if r.strip()),
@@ -333,7 +387,7 @@ def _explain(
         options=method_options,
     )
     ckpt = load_checkpoint(checkpoint)
-    with open_scene(scene, scl=scl) as src:
+    with open_scene(scene, scl=scl, options=scene_options) as src:
         targets = parse_targets(target, scene_crs=src.info.crs, top=top)
         res = explain_scene(src, ckpt, targets, out, config=cfg, overwrite=overwrite)
     typer.echo(f"explained {len(res.targets)} target(s) -> {res.out}")

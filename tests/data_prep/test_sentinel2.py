@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import rasterio.shutil
 from affine import Affine
 from rasterio.windows import Window
 
@@ -16,6 +17,7 @@ from data_prep.sentinel2 import (
     SCL_CLASSES,
     SCL_INVALID,
     Scene,
+    SceneOptions,
     open_scene,
     read_scene,
 )
@@ -411,8 +413,9 @@ def test_full_read_of_a_large_scene_needs_allow_full(tmp_path: Path) -> None:
         "crs": "EPSG:32643", "transform": Affine(10, 0, ORIGIN[0], 0, -10, ORIGIN[1]),
         "tiled": True, "blockxsize": 256, "blockysize": 256, "SPARSE_OK": True,
     }  # fmt: skip
-    with rasterio.open(path, "w", **profile):
-        pass  # no blocks written: a sparse file of zeros (no data)
+    with rasterio.open(path, "w", **profile) as dst:
+        # one block of data, the rest unwritten: a sparse file of zeros (no data)
+        dst.write(np.full((10, 256, 256), 1500, np.uint16), window=Window(0, 0, 256, 256))
     with open_scene(path) as scene:
         with pytest.raises(InputError, match=r"4100x4100 pixels.*read it in windows"):
             scene.read()
@@ -493,3 +496,82 @@ def test_safe_with_corrupt_metadata(tmp_path: Path) -> None:
     (safe / "MTD_MSIL2A.xml").write_text("<unclosed")
     with pytest.raises(InputError, match=r"MTD_MSIL2A\.xml: not valid XML"):
         open_scene(safe)
+
+
+# --- checks at open and the scene options ----------------------------------------------------
+
+
+def _refl_scene(path: Path, *, res: float = 10, dtype: str = "float32", k: float = 1.0) -> Path:
+    """A 64×64 scene of plausible reflectance (0.05 to 0.4) times ``k``, pixels ``res`` wide."""
+    rng = np.random.default_rng(0)
+    data = (rng.uniform(0.05, 0.4, (len(BANDS), 64, 64)) * k).astype(dtype)
+    transform = Affine(res, 0, ORIGIN[0], 0, -res, ORIGIN[1])
+    return write_raster(path, data, descriptions=BANDS, transform=transform)
+
+
+def test_scale_option_reads_8_bit_bands(tmp_path: Path) -> None:
+    path = _refl_scene(tmp_path / "u8.tif", dtype="uint8", k=255)
+    with pytest.raises(InputError, match=r"8-bit values.*--scale"):
+        open_scene(path)
+    refl, _, info = read_scene(path, options=SceneOptions(scale=1 / 255))
+    with rasterio.open(path) as src:
+        np.testing.assert_allclose(refl, src.read() / 255, rtol=1e-6)
+    assert "--scale" in info.encoding
+
+
+@pytest.mark.parametrize("scale", [0, -1, float("nan"), float("inf")])
+def test_scale_option_must_be_positive(scale: float) -> None:
+    with pytest.raises(InputError, match="--scale"):
+        SceneOptions(scale=scale)
+
+
+def test_pixels_far_from_10_m_need_allow_resolution(tmp_path: Path) -> None:
+    for res in (1.0, 60.0, 10_000.0):
+        path = _refl_scene(tmp_path / f"r{res:g}.tif", res=res)
+        with pytest.raises(InputError, match="--allow-resolution"):
+            open_scene(path)
+        with open_scene(path, options=SceneOptions(allow_resolution=True)) as scene:
+            assert scene.info.res == (res, res)
+    for res in (8.0, 12.0):  # near 10 m: read as it is
+        open_scene(_refl_scene(tmp_path / f"ok{res:g}.tif", res=res)).close()
+
+
+def test_offset_applied_twice_is_refused(tmp_path: Path) -> None:
+    path = _refl_scene(tmp_path / "twice.tif")
+    with rasterio.open(path, "r+") as dst:
+        dst.update_tags(BOA_ADD_OFFSET="-1000", BOA_QUANTIFICATION_VALUE="10000")
+    with pytest.raises(InputError, match=r"BOA_ADD_OFFSET=-1000.*median reflectance -0\.1"):
+        open_scene(path)
+
+
+def test_warnings_of_a_refused_scene_are_held_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = np.zeros((len(BANDS), 32, 32), np.uint16)  # no descriptions: a warning; all no data
+    path = write_raster(tmp_path / "nd.tif", data)
+    with caplog.at_level(logging.WARNING), pytest.raises(InputError, match="no valid pixel"):
+        open_scene(path)
+    assert not caplog.records
+    data[:, 4:8, 4:8] = 1500
+    with caplog.at_level(logging.WARNING):
+        open_scene(write_raster(tmp_path / "some.tif", data)).close()
+    assert any("no band descriptions" in r.getMessage() for r in caplog.records)
+
+
+def test_a_damaged_block_names_the_file(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    data = rng.integers(500, 4000, (len(BANDS), 1100, 1100), dtype=np.uint16)
+    path = write_raster(tmp_path / "dn.tif", data, descriptions=BANDS, tags={"BOA_ADD_OFFSET": 0})
+    tiled = tmp_path / "tiled.tif"
+    rasterio.shutil.copy(
+        path, tiled, driver="GTiff", TILED="YES", BLOCKXSIZE=64, BLOCKYSIZE=64, COMPRESS="DEFLATE"
+    )
+    with rasterio.open(tiled) as ds:  # the corner tile: out of the way of the checks at open
+        start = int(ds.get_tag_item("BLOCK_OFFSET_17_17", "TIFF", bidx=1)) + 16
+    raw = bytearray(tiled.read_bytes())
+    raw[start : start + 256] = rng.integers(0, 256, 256, np.uint8).tobytes()
+    tiled.write_bytes(bytes(raw))
+    with open_scene(tiled) as scene:
+        scene.read(Window(0, 0, 64, 64))
+        with pytest.raises(InputFileError, match=r"tiled\.tif: the file is damaged or truncated"):
+            scene.read(Window(1088, 1088, 12, 12))
