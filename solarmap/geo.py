@@ -364,10 +364,10 @@ def output_dir(
             made or written (the message names the folder, or the file in the way).
     """
     p = Path(path)
-    if p.exists() and not overwrite:
-        raise OutputExistsError(f"{p}: output folder exists; pass --overwrite or choose another")
     if os.path.lexists(p) and not p.is_dir():
         raise InputError(f"{p}: is a file, not an output folder; choose another --out")
+    if p.exists() and not overwrite:
+        raise OutputExistsError(f"{p}: output folder exists; pass --overwrite or choose another")
     if p.exists() and (held := _holds(p, inputs)) is not None:
         raise InputError(
             f"{p}: holds the input {held}, which --overwrite would delete; choose another --out"
