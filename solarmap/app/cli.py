@@ -153,7 +153,10 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
 @app.command()
 def train(
     chips: Annotated[Path, typer.Option(help="Folder written by `solarmap prepare`.")],
-    out: Annotated[Path, typer.Option(help="Checkpoint folder to write.")],
+    out: Annotated[
+        Path,
+        typer.Option(help="Checkpoint folder to create (appears only once training finished)."),
+    ],
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
     batch_size: Annotated[int, typer.Option(help="Chips per step.")] = 8,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 3e-3,
@@ -167,21 +170,39 @@ def train(
         str | None, typer.Option(help="None, 'imagenet' (download) or a local .safetensors.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    resume: Annotated[bool, typer.Option(help="Continue from the last finished epoch.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing checkpoint.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue the last run into --out: an interrupted or killed one, whose state "
+            "after each epoch waits beside --out in the hidden folder .NAME.resume, or a "
+            "finished checkpoint, trained further from NAME/last (e.g. with more --epochs)."
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Replace an existing checkpoint and start over (drops .NAME.resume)."),
+    ] = False,
 ) -> None:
-    """Train the solar U-Net on prepared chips and write a checkpoint."""
-    from solarmap.model import ModelConfig
+    """Train the solar U-Net on prepared chips and write a checkpoint.
+
+    The checkpoint folder is built under a temporary name and appears only when training has
+    finished; an interrupted run leaves its state beside it for --resume.
+    """
+    from solarmap.model import ModelConfig, check_encoder
     from train.fit import TrainConfig
     from train.fit import train as run_train
 
+    check_encoder(encoder, what="--encoder")
     dec = _ints(decoder_channels, "--decoder-channels")
-    model = ModelConfig(
-        encoder=encoder,
-        encoder_depth=len(dec),
-        decoder_channels=dec,
-        encoder_weights=encoder_weights,
-    )
+    try:
+        model = ModelConfig(
+            encoder=encoder,
+            encoder_depth=len(dec),
+            decoder_channels=dec,
+            encoder_weights=encoder_weights,
+        )
+    except InputError as err:
+        raise InputError(f"--decoder-channels {decoder_channels}: {err}") from err
     cfg = TrainConfig(
         model=model,
         epochs=epochs,
@@ -223,14 +244,14 @@ def predict(
     from solarmap.model import load_checkpoint
     from solarmap.predict import PredictConfig, predict_scene
 
-    ckpt = load_checkpoint(checkpoint)
-    cfg = PredictConfig(
+    cfg = PredictConfig(  # options first: they are checked before anything is loaded
         window=window,
-        overlap=overlap if overlap is not None else min(64, window // 4),
+        overlap=overlap if overlap is not None else min(64, max(window, 0) // 4),
         batch_size=batch_size,
         threshold=threshold,
         min_area_m2=min_area,
     )
+    ckpt = load_checkpoint(checkpoint)
     with open_scene(scene, scl=scl) as src:
         res = predict_scene(src, ckpt, out, config=cfg, overwrite=overwrite)
     typer.echo(f"probability: {res.probability}")
