@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import logging
+import shlex
 import signal
 import sys
 import threading
@@ -55,6 +57,16 @@ def _global(
     set_progress(not quiet)
 
 
+def _next(step: str) -> None:
+    """The last line a command prints on stdout: what to open or run next."""
+    typer.echo(f"next: {step}")
+
+
+def _q(path: Path | str) -> str:
+    """A path as it would be typed in a shell."""
+    return shlex.quote(str(path))
+
+
 def _fractions(text: str) -> tuple[float, float, float]:
     try:
         parts = tuple(float(x) for x in text.split(","))
@@ -95,6 +107,10 @@ def demo_data(
     typer.echo(f"demo region written to {out}")
     for name in ("scene.tif", "scene_SCL.tif", "labels.osm", "truth.gpkg", "region.json"):
         typer.echo(f"  {out / name}")
+    _next(
+        f"solarmap prepare --scene {_q(out / 'scene.tif')} --labels {_q(out / 'labels.osm')} "
+        f"--out {_q(out.parent / 'prepared')}"
+    )
 
 
 @app.command()
@@ -141,6 +157,7 @@ def prepare(
     typer.echo("  selected: " + ", ".join(f"{k} {v}" for k, v in result.selected.items()))
     typer.echo(f"  chip index: {result.index}")
     typer.echo(f"  statistics: {result.stats}")
+    _next(f"solarmap train --chips {_q(result.out)} --out {_q(result.out.parent / 'checkpoint')}")
 
 
 def _ints(text: str, option: str) -> tuple[int, ...]:
@@ -219,6 +236,19 @@ def train(
     if res.test:
         typer.echo(f"  test IoU {res.test['iou']:.3f}, F1 {res.test['f1']:.3f}")
     typer.echo(f"  {res.seconds:.0f} s, {res.images_per_s:.1f} images/s")
+    _next(
+        f"solarmap predict --scene {_q(_a_scene_of(chips))} --checkpoint {_q(res.checkpoint)} "
+        f"--out {_q(res.checkpoint.parent / 'prediction')}"
+    )
+
+
+def _a_scene_of(chips: Path) -> str:
+    """The first scene a prepared folder was made from (its config.json), else a stand-in."""
+    try:
+        scenes = json.loads((chips / "config.json").read_text())["scenes"]
+        return str(scenes[0])
+    except (OSError, ValueError, KeyError, IndexError, TypeError, RecursionError):
+        return "SCENE.tif"
 
 
 @app.command()
@@ -256,6 +286,15 @@ def predict(
         res = predict_scene(src, ckpt, out, config=cfg, overwrite=overwrite)
     typer.echo(f"probability: {res.probability}")
     typer.echo(f"polygons:    {res.polygons} ({res.n_polygons} solar farms)")
+    if res.n_polygons:
+        scl_arg = f" --scl {_q(scl)}" if scl is not None else ""
+        _next(
+            f"solarmap explain --scene {_q(scene)}{scl_arg} --checkpoint {_q(checkpoint)} "
+            f"--target {_q(res.polygons)} --top {min(3, res.n_polygons)} "
+            f"--out {_q(out.parent / 'explanation')}"
+        )
+    else:
+        _next(f"open {_q(res.probability)} in QGIS (no pixel reached the threshold)")
 
 
 @app.command()
@@ -283,6 +322,7 @@ def evaluate(
         out=out or prediction,
     )
     _echo_metrics(metrics)
+    _next(f"open {_q((out or prediction) / 'pr_curve.png')} and {_q(prediction / POLYGONS_FILE)}")
 
 
 def _echo_metrics(metrics: dict) -> None:
@@ -310,7 +350,8 @@ def demo(
     from solarmap.app.demo import run_demo
 
     summary = run_demo(out, size=size, minutes=minutes, overwrite=overwrite)
-    typer.echo(summary.text)
+    typer.echo(summary.text.rstrip("\n"))
+    _next(f"open {_q(out / 'prediction' / 'polygons.gpkg')} in QGIS")
 
 
 def _explain(
@@ -360,6 +401,9 @@ def _explain(
     typer.echo(f"explained {len(res.targets)} target(s) -> {res.out}")
     for t in res.targets[:10]:
         typer.echo(f"  {res.out / t['folder']}: {', '.join(t['maps'])}")
+    first = res.targets[0]["folder"] if res.targets else None
+    first = f" and {_q(res.out / first / 'attribution.tif')}" if first else ""
+    _next(f"open {_q(res.out / 'targets.gpkg')}{first} in QGIS")
 
 
 def _explain_command() -> Callable[..., None]:

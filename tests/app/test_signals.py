@@ -144,5 +144,6 @@ def test_train_interrupted_terminated_and_killed_then_resumed(chips: Path, tmp_p
     resumed = _rerun(*args[:-4], "--epochs", "2", "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"removed {left}" in resumed.stderr and "resuming after epoch 1" in resumed.stderr
+    assert resumed.stdout.strip().splitlines()[-1].startswith("next: solarmap predict")
     assert (out / "model.safetensors").is_file() and (out / "last" / "state.json").is_file()
     assert not _partials(out) and not state.exists()
