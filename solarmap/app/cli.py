@@ -11,6 +11,7 @@ import contextlib
 import inspect
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -245,8 +246,8 @@ def train(
 def _a_scene_of(chips: Path) -> str:
     """The first scene a prepared folder was made from (its config.json), else a stand-in."""
     try:
-        scenes = json.loads((chips / "config.json").read_text())["scenes"]
-        return str(scenes[0])
+        scene = json.loads((chips / "config.json").read_text())["scenes"][0]
+        return os.path.normpath(chips / scene)  # a relative record is relative to the folder
     except (OSError, ValueError, KeyError, IndexError, TypeError, RecursionError):
         return "SCENE.tif"
 
