@@ -428,10 +428,14 @@ def cog_writer(
     overviews and renamed onto ``path``; on error nothing is left behind.
     """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(p.parent)
     if predictor is None:
         predictor = 3 if np.dtype(dtype).kind == "f" else 2
-    with tempfile.TemporaryDirectory(prefix=f".{p.stem}.", dir=p.parent) as tmpdir:
+    try:
+        staging_dir = tempfile.TemporaryDirectory(prefix=f".{p.stem}.", dir=p.parent)
+    except OSError as err:
+        raise _unwritable(p.parent, err, hint="choose a folder you can write") from err
+    with staging_dir as tmpdir:
         staging = Path(tmpdir) / "staging.tif"
         profile = {
             "driver": "GTiff",
