@@ -41,7 +41,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 from torch.utils.data import DataLoader
 
 from solarmap.bands import BANDS
-from solarmap.errors import CheckpointError, InputError, OutputExistsError
+from solarmap.errors import CheckpointError, InputError, OutputExistsError, SolarmapError
 from solarmap.geo import atomic_path, make_folder, output_dir, write_json
 from solarmap.model import ModelConfig, build_model, check_encoder, save_checkpoint
 from solarmap.progress import make_progress
@@ -693,8 +693,9 @@ def train(
             )  # fmt: skip
             if pending.exists():
                 shutil.copytree(pending, tmp / STATE_DIR)
-        except BaseException:
-            if (done := _state_epoch(pending)) is not None:
+        except BaseException as err:
+            # an error's own line says what to do; an interrupt is told where its work waits
+            if not isinstance(err, SolarmapError) and (done := _state_epoch(pending)):
                 log.warning(
                     "the state after epoch %d is kept in %s: train again with --resume to "
                     "continue",
