@@ -253,7 +253,12 @@ def check_vector_crs(gdf: Any, path: PathLike, *, error: type[InputError] = Inpu
 
 
 def write_vector(
-    gdf: Any, path: PathLike, *, layer: str | None = None, style: VectorStyle | None = None
+    gdf: Any,
+    path: PathLike,
+    *,
+    layer: str | None = None,
+    style: VectorStyle | None = None,
+    date_columns: Sequence[str] = (),
 ) -> Path:
     """Write a GeoDataFrame as a GeoPackage (or by extension), atomically.
 
@@ -261,6 +266,17 @@ def write_vector(
     the layer's default in a GeoPackage's ``layer_styles`` table, or beside a GeoJSON as a
     ``.qml`` file of the same stem. Layer and style are written under one temporary name:
     a failure in either leaves nothing.
+
+    Args:
+        gdf: the frame.
+        path: ``.gpkg`` or ``.geojson``.
+        layer: layer name (default: the file's stem).
+        style: the layer's QGIS style, made from ``gdf``.
+        date_columns: columns written as a Date field (not a string): each value a
+            ``datetime.date``, an ISO ``YYYY-MM-DD`` text or ``None`` (a null date).
+
+    Raises:
+        InputError: on another extension, or a value of ``date_columns`` that is no date.
     """
     p = Path(path)
     driver = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}.get(p.suffix.lower())
@@ -274,12 +290,115 @@ def write_vector(
         if qml is not None and driver != "GPKG":
             sidecar = stack.enter_context(atomic_path(p.with_suffix(".qml")))
         tmp = stack.enter_context(atomic_path(p))  # renamed first, then the sidecar
-        gdf.to_file(tmp, driver=driver, layer=name, engine="pyogrio", **options)
+        if date_columns:
+            _write_with_dates(
+                gdf, tmp, driver=driver, layer=name, dates=date_columns, options=options
+            )
+        else:
+            gdf.to_file(tmp, driver=driver, layer=name, engine="pyogrio", **options)
         if qml is not None:
             if driver == "GPKG":
                 write_layer_style(tmp, name, qml)
             else:
                 sidecar.write_text(qml)
+    return p
+
+
+def _as_dates(values: Any, column: str) -> np.ndarray:
+    """``datetime64[D]`` of a column of dates, ISO date texts and ``None`` (``NaT``)."""
+    import datetime as dt
+
+    out = np.full(len(values), np.datetime64("NaT"), dtype="datetime64[D]")
+    for i, v in enumerate(values):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            continue
+        try:
+            day = v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v)[:10])
+        except ValueError as err:
+            raise InputError(f"column {column!r}: {v!r} is not a date (YYYY-MM-DD)") from err
+        out[i] = np.datetime64(day.isoformat(), "D")
+    return out
+
+
+def _layer_geometry_type(geoms: Any) -> tuple[str, bool]:
+    """The layer geometry type of a GeoSeries as GDAL wants it, and whether single parts
+    must become multi-part (a layer holds either, not both)."""
+    present = geoms[geoms.notna() & ~geoms.is_empty]
+    kinds = set(present.geom_type.unique())
+    z = " Z" if len(present) and bool(present.has_z.any()) else ""
+    if len(kinds) == 1:
+        return kinds.pop() + z, False
+    for single in ("Point", "LineString", "Polygon"):
+        if kinds == {single, f"Multi{single}"}:
+            return f"Multi{single}{z}", True
+    return "Unknown", False
+
+
+def _write_with_dates(
+    gdf: Any,
+    path: Path,
+    *,
+    driver: str,
+    layer: str,
+    dates: Sequence[str],
+    options: Mapping[str, str],
+) -> None:
+    """Write through pyogrio's array writer, which keeps a ``datetime64[D]`` field a Date (a
+    data frame cannot hold day precision, so its writer makes such a column a string)."""
+    import shapely
+    from pyogrio.raw import write
+
+    geom_name = gdf.geometry.name
+    fields = [c for c in gdf.columns if c != geom_name]
+    missing = [c for c in dates if c not in fields]
+    if missing:
+        raise InputError(f"{path.name}: no column {missing[0]!r} to write as a date")
+    data = [_as_dates(gdf[c].tolist(), c) if c in dates else gdf[c].to_numpy() for c in fields]
+    kind, promote = _layer_geometry_type(gdf.geometry)
+    crs = None
+    if gdf.crs is not None:
+        epsg = gdf.crs.to_epsg()
+        crs = f"EPSG:{epsg}" if epsg else gdf.crs.to_wkt("WKT1_GDAL")
+    write(
+        str(path),
+        geometry=shapely.to_wkb(np.asarray(gdf.geometry.values)),
+        field_data=data,
+        fields=fields,
+        layer=layer,
+        driver=driver,
+        geometry_type=kind,
+        crs=crs,
+        promote_to_multi=promote,
+        **options,
+    )
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _unwritable(folder: Path, err: OSError, *, hint: str) -> InputError:
+    """The one-line error for a folder that cannot be made or written: names the file that is
+    in the way, or the folder and why."""
+    for parent in (folder, *folder.parents):
+        if os.path.lexists(parent) and not parent.is_dir():
+            return InputError(f"{parent}: is a file, not a folder; {hint}")
+    return InputError(f"{folder}: cannot write there ({err.strerror or err}); {hint}")
+
+
+def make_folder(folder: PathLike, *, hint: str = "choose a folder you can write") -> Path:
+    """Create ``folder`` and its parents (if missing).
+
+    Raises:
+        InputError: naming the folder (or the file in its way) when it cannot be made.
+    """
+    p = Path(folder)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _unwritable(p, err, hint=hint) from err
     return p
 
 
@@ -358,15 +477,29 @@ def write_layer_style(
 
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    The file ends with the permissions of any new file (``0666`` less the umask), whatever
+    the writer gave its temporary file.
+
+    Raises:
+        InputError: when the folder of ``path`` cannot be made or written.
+    """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=f".tmp{p.suffix}", dir=p.parent)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{p.stem}.", suffix=f".tmp{p.suffix}", dir=p.parent
+        )
+    except OSError as err:
+        raise _unwritable(p.parent, err, hint="choose a folder you can write") from err
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()  # writers such as GDAL want to create the file themselves
     try:
         yield tmp
+        if tmp.is_file():
+            tmp.chmod(0o666 & ~_umask())
         os.replace(tmp, p)
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + ".aux.xml")):
@@ -423,38 +556,77 @@ def glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
+#: What the errors of :func:`output_dir` advise.
+_OUT_HINT = "choose an --out in a folder you can write"
+
+
+def _holds(folder: Path, inputs: Sequence[PathLike]) -> Path | None:
+    """The first of ``inputs`` that is ``folder`` or lies inside it."""
+    root = folder.resolve()
+    for given in inputs:
+        inp = Path(given).resolve()
+        if inp == root or root in inp.parents:
+            return Path(given)
+    return None
+
+
 @contextlib.contextmanager
-def output_dir(path: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+def output_dir(
+    path: PathLike, *, overwrite: bool = False, inputs: Sequence[PathLike] = ()
+) -> Iterator[Path]:
     """Build an output folder atomically.
 
     Yields a temporary folder ``.NAME.<pid>-<random>.partial`` beside ``path``. If the block
     succeeds the temporary folder replaces ``path``; if it raises (an interrupt too), the
     temporary folder is removed and ``path`` is untouched. Partial folders that an earlier,
     killed process left beside ``path`` are removed first (:func:`remove_stale_partials`).
+    The folder gets the permissions of any new folder (``0777`` less the umask).
+
+    Args:
+        path: the folder to build.
+        overwrite: replace ``path`` if it exists.
+        inputs: files and folders the run reads; replacing a ``path`` that holds one of them
+            is refused (it would delete the run's own input).
 
     Raises:
         OutputExistsError: if ``path`` exists and ``overwrite`` is false.
+        InputError: if ``path`` is a file or holds one of ``inputs``, or its folder cannot be
+            made or written (the message names the folder, or the file in the way).
     """
     p = Path(path)
+    if os.path.lexists(p) and not p.is_dir():
+        raise InputError(f"{p}: is a file, not an output folder; choose another --out")
     if p.exists() and not overwrite:
         raise OutputExistsError(f"{p}: output folder exists; pass --overwrite or choose another")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(p)
-    tmp = Path(
-        tempfile.mkdtemp(prefix=f".{p.name}.{os.getpid()}-", suffix=".partial", dir=p.parent)
-    )
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; the output should look like any mkdir
+    if p.exists() and (held := _holds(p, inputs)) is not None:
+        raise InputError(
+            f"{p}: holds the input {held}, which --overwrite would delete; choose another --out"
+        )
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(p)
+        tmp = Path(
+            tempfile.mkdtemp(prefix=f".{p.name}.{os.getpid()}-", suffix=".partial", dir=p.parent)
+        )
+    except OSError as err:
+        raise _unwritable(p.parent, err, hint=_OUT_HINT) from err
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the output should look like any mkdir
     try:
         yield tmp
-        if p.exists():
-            old = p.with_name(f".{p.name}.old-{os.getpid()}")
-            os.replace(p, old)
-            os.replace(tmp, p)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, p)
+        try:
+            if p.exists():
+                old = p.with_name(f".{p.name}.old-{os.getpid()}")
+                os.replace(p, old)
+                try:
+                    os.replace(tmp, p)
+                except OSError:
+                    os.replace(old, p)  # put the old output back
+                    raise
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, p)
+        except OSError as err:
+            raise _unwritable(p.parent, err, hint=_OUT_HINT) from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -492,10 +664,14 @@ def cog_writer(
     beside it as ``<stem>.qml``, which QGIS applies when it opens the raster.
     """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(p.parent)
     if predictor is None:
         predictor = 3 if np.dtype(dtype).kind == "f" else 2
-    with tempfile.TemporaryDirectory(prefix=f".{p.stem}.", dir=p.parent) as tmpdir:
+    try:
+        staging_dir = tempfile.TemporaryDirectory(prefix=f".{p.stem}.", dir=p.parent)
+    except OSError as err:
+        raise _unwritable(p.parent, err, hint="choose a folder you can write") from err
+    with staging_dir as tmpdir:
         staging = Path(tmpdir) / "staging.tif"
         profile = {
             "driver": "GTiff",

@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 import solarmap
 from solarmap.bands import BANDS
 from solarmap.errors import CheckpointError, InputError, SolarmapError
-from solarmap.geo import atomic_path, write_json
+from solarmap.geo import atomic_path, make_folder, write_json
 
 if TYPE_CHECKING:  # torch is imported where it is used: the threshold check and the model
     import torch  # config are cheap to import (`solarmap evaluate` needs no torch)
@@ -83,12 +85,23 @@ class ModelConfig:
     bn_momentum: float | None = 0.1
 
     def __post_init__(self) -> None:
+        if not isinstance(self.encoder, str) or not self.encoder:
+            raise InputError(f"encoder {self.encoder!r} is not a name; use e.g. {ENCODER_EXAMPLE}")
+        if not _is_int(self.encoder_depth) or not 1 <= self.encoder_depth <= 5:
+            raise InputError(
+                f"encoder depth {self.encoder_depth!r} is not 1 to 5; give 1 to 5 decoder widths"
+            )
+        if not all(_is_int(w) and w >= 1 for w in self.decoder_channels):
+            raise InputError(
+                f"decoder widths {', '.join(map(str, self.decoder_channels))} must be whole "
+                "numbers >= 1; use e.g. 64,32,16,16,8"
+            )
         if len(self.decoder_channels) != self.encoder_depth:
             raise InputError(
                 f"decoder has {len(self.decoder_channels)} widths for encoder depth "
                 f"{self.encoder_depth}; give one width per level"
             )
-        if self.in_channels < 1 or self.classes != 1:
+        if not _is_int(self.in_channels) or self.in_channels < 1 or self.classes != 1:
             raise InputError("the solar U-Net takes >= 1 input band and predicts one class")
 
     @property
@@ -104,8 +117,44 @@ class ModelConfig:
         if unknown:
             raise CheckpointError(f"unknown model config keys {sorted(unknown)}")
         kw = dict(d)
-        kw["decoder_channels"] = tuple(kw.get("decoder_channels", cls.decoder_channels))
+        channels = kw.get("decoder_channels", cls.decoder_channels)
+        if not isinstance(channels, list | tuple):
+            raise CheckpointError(f"decoder_channels {channels!r} is not a list of widths")
+        kw["decoder_channels"] = tuple(channels)
         return cls(**kw)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+#: An encoder name to suggest in messages (the default).
+ENCODER_EXAMPLE: Final = "tu-mobilenetv3_small_100"
+
+
+def check_encoder(name: str, *, what: str = "encoder") -> str:
+    """``name`` if segmentation-models-pytorch can build an encoder of that name: one of its
+    own (``resnet18``...) or a timm model as ``tu-<timm name>``.
+
+    Args:
+        name: the encoder name.
+        what: how to name it in the message (``"--encoder"``, ``"<file>: encoder"``).
+
+    Raises:
+        InputError: for any other name.
+    """
+    import timm
+    from segmentation_models_pytorch.encoders import get_encoder_names
+
+    known = name in get_encoder_names() or (
+        name.startswith("tu-") and timm.is_model(name.removeprefix("tu-"))
+    )
+    if not known:
+        raise InputError(
+            f"{what} {name!r} is not an encoder segmentation-models-pytorch knows; use e.g. "
+            f"{ENCODER_EXAMPLE}, resnet18 or tu-<timm model>"
+        )
+    return name
 
 
 def build_model(config: ModelConfig | None = None) -> nn.Module:
@@ -133,8 +182,9 @@ def build_model(config: ModelConfig | None = None) -> nn.Module:
             in_channels=cfg.in_channels,
             classes=cfg.classes,
         )
-    except (KeyError, ValueError, RuntimeError) as err:
-        raise InputError(f"cannot build U-Net with encoder {cfg.encoder!r}: {err}") from err
+    except (KeyError, ValueError, RuntimeError, TypeError) as err:
+        first = str(err).strip("\"'").splitlines()[0][:200] if str(err) else type(err).__name__
+        raise InputError(f"cannot build U-Net with encoder {cfg.encoder!r}: {first}") from err
     except OSError as err:  # weights download failed (offline)
         raise InputError(
             f"encoder weights {weights!r} could not be fetched ({err}); "
@@ -226,8 +276,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]
         "solarmap_version": solarmap.__version__,
         **metadata,
     }
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(folder / WEIGHTS_FILE) as tmp:
         save_file(state, str(tmp), metadata={"solarmap": json.dumps(meta)})
@@ -286,6 +335,19 @@ def random_checkpoint(
     return save_checkpoint(path, model, meta)
 
 
+#: Limits on a checkpoint's metadata, checked before it is parsed: the real metadata is a few
+#: kilobytes nesting 4 levels deep, so anything far beyond is not a solarmap checkpoint (and
+#: JSON nested 200,000 levels deep would exhaust the parser's stack).
+MAX_METADATA_BYTES: Final = 1024**2
+MAX_METADATA_DEPTH: Final = 32
+#: The most a safetensors header (tensor index + metadata) of a solarmap checkpoint may take.
+MAX_HEADER_BYTES: Final = 16 * 1024**2
+#: The metadata keys a checkpoint must hold.
+REQUIRED_KEYS: Final = ("bands", "normalisation", "model", "chip_size", "threshold")
+
+_FIX = "retrain, or give the folder `solarmap train` wrote"
+
+
 def _weights_path(path: Path) -> Path:
     if path.is_dir():
         path = path / WEIGHTS_FILE
@@ -293,15 +355,25 @@ def _weights_path(path: Path) -> Path:
         raise CheckpointError(
             f"{path}: checkpoint not found; give the folder `solarmap train` wrote"
         )
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a file; {_FIX}")
     return path
 
 
 def _check_not_pickle(path: Path) -> None:
-    with path.open("rb") as f:
-        head = f.read(9)
+    try:
+        with path.open("rb") as f:
+            head = f.read(9)
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot be read ({err.strerror}); {_FIX}") from err
     if len(head) == 9:
         (n,) = struct.unpack("<Q", head[:8])
         if head[8:9] == b"{" and n <= path.stat().st_size:
+            if n > MAX_HEADER_BYTES:
+                raise CheckpointError(
+                    f"{path}: safetensors header of {n:,} bytes, more than the "
+                    f"{MAX_HEADER_BYTES:,} a solarmap checkpoint takes; {_FIX}"
+                )
             return  # a safetensors header: 8-byte length, then JSON
     is_zip = head.startswith(b"PK\x03\x04")  # torch.save's zip container
     is_pickle = head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5  # PROTO opcode
@@ -313,47 +385,239 @@ def _check_not_pickle(path: Path) -> None:
     raise CheckpointError(f"{path}: not a safetensors file (corrupt or truncated)")
 
 
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _nesting(text: str) -> int:
+    """How deep the arrays and objects of a JSON text nest (brackets in strings aside)."""
+    import numpy as np
+
+    body = np.frombuffer(_JSON_STRING.sub('""', text).encode(), dtype=np.uint8)
+    step = np.isin(body, (ord("["), ord("{"))).astype(np.int64)
+    step -= np.isin(body, (ord("]"), ord("}")))
+    return int(step.cumsum().max(initial=0))
+
+
+def parse_metadata(text: str, *, source: str | Path, fix: str = _FIX) -> dict[str, Any]:
+    """Checkpoint metadata from its JSON text, within :data:`MAX_METADATA_BYTES` and
+    :data:`MAX_METADATA_DEPTH` (checked before parsing).
+
+    Raises:
+        CheckpointError: naming ``source`` when the text is too large, nests too deep, is not
+            JSON or not a JSON object.
+    """
+    size = len(text.encode())
+    if size > MAX_METADATA_BYTES:
+        raise CheckpointError(
+            f"{source}: metadata of {size:,} bytes, more than the {MAX_METADATA_BYTES:,} a "
+            f"solarmap checkpoint holds; {fix}"
+        )
+    depth = _nesting(text)
+    if depth > MAX_METADATA_DEPTH:
+        raise CheckpointError(
+            f"{source}: metadata nests {depth:,} levels deep, more than the "
+            f"{MAX_METADATA_DEPTH} a solarmap checkpoint takes; {fix}"
+        )
+    try:
+        meta = json.loads(text)
+    except ValueError as err:
+        raise CheckpointError(f"{source}: metadata is not JSON ({err}); {fix}") from err
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{source}: metadata is not a JSON object; {fix}")
+    return meta
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
+
+
+def _check_readable_copy(weights: Path, meta: dict[str, Any]) -> None:
+    """``checkpoint.json`` beside the weights, if there is one, must be the metadata the weights
+    carry: an edited copy would change nothing, so it is refused rather than ignored."""
+    path = weights.parent / META_FILE
+    if not path.is_file():
+        return
+    fix = f"it is only a copy of the metadata in {WEIGHTS_FILE}: restore it or delete it"
+    if path.stat().st_size > MAX_METADATA_BYTES:
+        raise CheckpointError(f"{path}: larger than {MAX_METADATA_BYTES:,} bytes; {fix}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: not readable as JSON ({err}); {fix}") from err
+    copy = parse_metadata(text, source=path, fix=fix)
+    if _canonical(copy) == _canonical(meta):
+        return
+    keys = sorted(set(copy) | set(meta))
+    differ = [k for k in keys if _canonical(copy.get(k)) != _canonical(meta.get(k))]
+    raise CheckpointError(
+        f"{path}: differs from the metadata in {WEIGHTS_FILE} (key {differ[0]!r}), which is "
+        f"what loading uses; {fix}"
+    )
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _floats(values: Any, what: str) -> list[float]:
+    if not isinstance(values, list) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in values
+    ):
+        raise CheckpointError(f"{what} is not a list of numbers")
+    out = [float(v) for v in values]
+    if not all(math.isfinite(v) for v in out):
+        raise CheckpointError(f"{what} holds NaN or infinite values")
+    return out
+
+
+def _read_metadata(weights: Path, meta: dict[str, Any]) -> tuple[Any, ...]:
+    """``(config, bands, mean, std, threshold, chip_size)`` from checkpoint metadata.
+
+    Raises:
+        CheckpointError: naming ``weights`` on any missing, mistyped or inconsistent entry.
+    """
+    version = meta.get("format_version", FORMAT_VERSION)
+    if not _is_int(version) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{weights}: checkpoint format {_short(version)} is newer than this solarmap reads "
+            f"({FORMAT_VERSION}); upgrade solarmap"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise CheckpointError(
+            f"{weights}: metadata lacks {', '.join(missing)}, so it is no solarmap checkpoint; "
+            f"{_FIX}"
+        )
+    bands = meta["bands"]
+    if not isinstance(bands, list) or not all(isinstance(b, str) for b in bands) or not bands:
+        raise CheckpointError(
+            f"{weights}: bands {_short(bands)} are not a list of band names; {_FIX}"
+        )
+    unknown = [b for b in bands if b not in BANDS]
+    if unknown or len(set(bands)) != len(bands):
+        what = f"unknown band {unknown[0]!r}" if unknown else "a band listed twice"
+        raise CheckpointError(
+            f"{weights}: bands {', '.join(bands)} hold {what}; a checkpoint takes Sentinel-2 "
+            f"bands of {', '.join(BANDS)}, each once; {_FIX}"
+        )
+    norm = meta["normalisation"]
+    try:
+        if not isinstance(norm, dict):
+            raise CheckpointError("normalisation is not an object with mean and std")
+        mean = _floats(norm.get("mean"), "normalisation mean")
+        std = _floats(norm.get("std"), "normalisation std")
+    except CheckpointError as err:
+        raise CheckpointError(f"{weights}: {err}; {_FIX}") from err
+    if len(mean) != len(bands) or len(std) != len(bands) or min(std) <= 0:
+        raise CheckpointError(
+            f"{weights}: normalisation does not match its {len(bands)} bands (one mean and "
+            f"one std > 0 per band); {_FIX}"
+        )
+    threshold = check_threshold(
+        meta["threshold"], what=f"{weights}: threshold", error=CheckpointError
+    )
+    chip_size = meta["chip_size"]
+    if not _is_int(chip_size) or chip_size < 1:
+        raise CheckpointError(
+            f"{weights}: chip_size {_short(chip_size)} is not a whole number >= 1; {_FIX}"
+        )
+    if not isinstance(meta["model"], dict):
+        raise CheckpointError(
+            f"{weights}: model {_short(meta['model'])} is not a model config; {_FIX}"
+        )
+    try:
+        config = ModelConfig.from_dict(meta["model"])
+    except (CheckpointError, InputError, TypeError) as err:
+        raise CheckpointError(f"{weights}: model config: {err}; {_FIX}") from err
+    if config.in_channels != len(bands):
+        raise CheckpointError(
+            f"{weights}: the model takes {config.in_channels} input channels but the metadata "
+            f"lists {len(bands)} bands; {_FIX}"
+        )
+    try:
+        check_encoder(config.encoder, what=f"{weights}: encoder")
+    except InputError as err:
+        raise CheckpointError(str(err)) from err
+    return config, tuple(bands), mean, std, threshold, chip_size
+
+
+def _misfit(want: dict[str, Any], got: dict[str, Any]) -> str:
+    """The first way the tensors ``got`` differ from those a model has (``want``), or ``""``."""
+    for name, tensor in want.items():
+        if name not in got:
+            return f"{name} is missing"
+        if tuple(got[name].shape) != tuple(tensor.shape):
+            return (
+                f"{name} has shape {tuple(got[name].shape)}, the config's model "
+                f"{tuple(tensor.shape)}"
+            )
+    extra = [name for name in got if name not in want]
+    return f"{extra[0]} is not in the model" if extra else ""
+
+
+def _first_conv_channels(model: nn.Module) -> int | None:
+    from torch import nn
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return int(m.in_channels)
+    return None
+
+
 def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> Checkpoint:
     """Load a checkpoint folder (or its ``model.safetensors``) without unpickling anything.
 
+    Everything is checked here, before any work: the file is safetensors (no pickle), its
+    metadata within size and depth limits and complete, ``checkpoint.json`` (when present) the
+    same metadata, the bands Sentinel-2 bands matching the model's input channels and the
+    normalisation, the threshold a probability strictly between 0 and 1, the encoder one that
+    can be built, and the weights fit the model and are finite.
+
     Raises:
-        CheckpointError: when missing, a pickle, corrupt, truncated or inconsistent (a
-            threshold that is not a probability strictly between 0 and 1 included).
+        CheckpointError: when missing, a pickle, corrupt, truncated or inconsistent; the
+            message names the file and what to do.
     """
-    from safetensors import SafetensorError
+    import torch
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     weights = _weights_path(Path(path))
     _check_not_pickle(weights)
     try:
-        from safetensors import safe_open
-
         with safe_open(str(weights), framework="pt") as f:
             raw_meta = (f.metadata() or {}).get("solarmap")
         state = load_file(str(weights), device=str(device))
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{weights}: corrupt or truncated checkpoint ({err})") from err
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{weights}: corrupt or truncated checkpoint ({first})") from err
     if raw_meta is None:
         raise CheckpointError(f"{weights}: no solarmap metadata; not a solarmap checkpoint")
+    meta = parse_metadata(raw_meta, source=weights)
+    _check_readable_copy(weights, meta)
+    config, bands, mean, std, threshold, chip_size = _read_metadata(weights, meta)
     try:
-        meta = json.loads(raw_meta)
-        config = ModelConfig.from_dict(meta["model"])
-        bands = tuple(meta["bands"])
-        mean = [float(v) for v in meta["normalisation"]["mean"]]
-        std = [float(v) for v in meta["normalisation"]["std"]]
-        raw_threshold = meta["threshold"]
-        chip_size = int(meta["chip_size"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{weights}: metadata is incomplete ({err})") from err
-    threshold = check_threshold(raw_threshold, what=f"{weights}: threshold", error=CheckpointError)
-    if len(mean) != len(bands) or len(std) != len(bands) or min(std) <= 0:
-        raise CheckpointError(f"{weights}: normalisation does not match its {len(bands)} bands")
-    model = build_model(dataclasses.replace(config, encoder_weights=None))
+        model = build_model(dataclasses.replace(config, encoder_weights=None))
+    except InputError as err:
+        raise CheckpointError(f"{weights}: {err}; {_FIX}") from err
+    misfit = _misfit(model.state_dict(), state)
+    if misfit:
+        raise CheckpointError(f"{weights}: weights do not fit the model config ({misfit}); {_FIX}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         raise CheckpointError(f"{weights}: weights do not fit the model config ({first})") from err
+    channels = _first_conv_channels(model)
+    if channels is not None and channels != len(bands):
+        raise CheckpointError(
+            f"{weights}: the weights take {channels} input channels but the metadata lists "
+            f"{len(bands)} bands; {_FIX}"
+        )
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{weights}: weights {bad[0]} hold NaN or infinite values; {_FIX}")
     model.to(device).eval()
     return Checkpoint(
         model=model,

@@ -5,7 +5,8 @@ one output folder (built atomically):
 
 - ``probability.tif``: a float32 COG on exactly the scene grid, NaN where the input is not valid;
 - ``polygons.gpkg``: layer ``"solar"``, one polygon per connected group of pixels at or above the
-  threshold, with its equal-area size, mean and max probability, centroid and scene id/date;
+  threshold, with its equal-area size, mean and max probability, centroid, scene id and date
+  (a Date field, null where the scene has none);
 - ``predict.json``: the configuration, scene, checkpoint, counts and time split of the run.
 
 Memory is bounded by one batch of windows and one strip of ``window`` rows of the scene, never
@@ -19,6 +20,7 @@ This is a core module: it imports no stage package. The scene is anything that s
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -105,21 +107,42 @@ class PredictConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.window < 1:
-            raise InputError(f"window {self.window} is too small; use e.g. 512 pixels")
-        if not 0 <= self.overlap < self.window:
+        if not _whole(self.window) or not 1 <= self.window <= MAX_WINDOW:
             raise InputError(
-                f"overlap {self.overlap} must be at least 0 and less than the window "
-                f"({self.window}); use e.g. window // 8"
+                f"--window {self.window}: give 1 to {MAX_WINDOW} pixels (e.g. 512), a multiple "
+                "of what the model needs"
             )
-        if self.batch_size < 1:
-            raise InputError(f"batch size {self.batch_size} is too small; use 1 or more")
+        most = self.window // 4
+        if not _whole(self.overlap) or not 0 <= self.overlap <= most:
+            raise InputError(
+                f"--overlap {self.overlap}: give 0 to {most} pixels, at most a quarter of "
+                f"--window {self.window} (e.g. {min(64, most)})"
+            )
+        if not _whole(self.batch_size) or self.batch_size < 1:
+            raise InputError(f"--batch-size {self.batch_size}: give 1 or more windows per pass")
+        pixels = self.batch_size * self.window**2
+        if pixels > MAX_BATCH_PIXELS:
+            raise InputError(
+                f"--batch-size {self.batch_size} windows of --window {self.window} make "
+                f"{pixels:,} pixels per forward pass, more than {MAX_BATCH_PIXELS:,}; "
+                "lower --batch-size or --window"
+            )
         if self.threshold is not None:
-            check_threshold(self.threshold)
-        if not self.min_area_m2 >= 0.0:  # also refuses NaN
-            raise InputError(f"min_area_m2 {self.min_area_m2} is negative; use 0 or more")
+            check_threshold(self.threshold, what="--threshold")
+        if not 0.0 <= self.min_area_m2 < math.inf:  # also refuses NaN
+            raise InputError(f"--min-area {self.min_area_m2}: give a finite area >= 0 m²")
         if self.device != "cpu":  # the default needs no torch import
             _check_device(self.device)
+
+
+#: The largest window side :class:`PredictConfig` takes, pixels.
+MAX_WINDOW = 8192
+#: The most pixels one forward pass may take (``batch_size × window²``): 256 windows of 512 px.
+MAX_BATCH_PIXELS = 2**26
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_device(device: str) -> None:
@@ -435,7 +458,7 @@ def predict_scene(
     multiple = checkpoint.config.multiple
     if config.window % multiple:
         raise InputError(
-            f"window {config.window} is not a multiple of {multiple}, which the model needs; "
+            f"--window {config.window} is not a multiple of {multiple}, which the model needs; "
             f"use e.g. {max(multiple, config.window // multiple * multiple)}"
         )
     threshold = checkpoint.threshold if config.threshold is None else config.threshold
@@ -451,7 +474,8 @@ def predict_scene(
         tags["DATETIME"] = str(info.date)
 
     out = Path(out)
-    with output_dir(out, overwrite=overwrite) as tmp:
+    inputs = [p for p in (info.source, checkpoint.metadata.get("path")) if p]
+    with output_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
         counts = _predict_to_cog(
             scene,
             checkpoint,
@@ -467,13 +491,14 @@ def predict_scene(
             threshold=threshold,
             min_area_m2=config.min_area_m2,
             scene_id=str(info.scene_id),
-            date=None if info.date is None else str(info.date),
+            date=info.date,
         )
         write_vector(
             gdf,
             tmp / POLYGONS_FILE,
             layer=POLYGONS_LAYER,
             style=detections_style(threshold=threshold),
+            date_columns=("date",),
         )
         seconds["polygonize"] += time.perf_counter() - t
         total = time.perf_counter() - started
@@ -533,6 +558,16 @@ def recorded_threshold(prediction: str | Path) -> float:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise InputFileError(f"{path}: no threshold recorded ({err}); {hint}") from err
     return check_threshold(value, what=f"{path}: threshold")
+
+
+def _as_date(date: str | dt.date | None) -> dt.date | None:
+    """A scene date as a date (from ISO text: ``2022-03-15`` or ``2022-03-15T10:20:31Z``)."""
+    if date is None or isinstance(date, dt.date):
+        return date
+    try:
+        return dt.date.fromisoformat(str(date)[:10])
+    except ValueError as err:
+        raise InputError(f"scene date {date!r} is not a date; give YYYY-MM-DD") from err
 
 
 def _empty_polygons(crs: Any) -> Any:
@@ -595,7 +630,7 @@ def probability_to_polygons(
     threshold: float,
     min_area_m2: float = 0.0,
     scene_id: str = "",
-    date: str | None = None,
+    date: str | dt.date | None = None,
     strip: int = 1024,
 ) -> Any:
     """Polygons of the pixels at or above ``threshold`` in a probability raster.
@@ -609,7 +644,8 @@ def probability_to_polygons(
         threshold: pixels with probability ``>= threshold`` are solar.
         min_area_m2: polygons with a smaller equal-area size are dropped.
         scene_id: written into every row.
-        date: written into every row.
+        date: acquisition date (a ``datetime.date`` or ISO ``YYYY-MM-DD`` text), written into
+            every row as a date (``None`` when unknown; a Date field once written).
         strip: rows read at a time (bounds memory).
 
     Returns:
@@ -627,6 +663,7 @@ def probability_to_polygons(
     import shapely
 
     check_threshold(threshold)
+    day = _as_date(date)
     if strip < 1:
         raise InputError(f"strip {strip} is too small; use 1 or more rows")
     with open_raster(prob_path, what="probability raster") as ds:
@@ -676,7 +713,7 @@ def probability_to_polygons(
         {
             "id": np.arange(1, int(keep.sum()) + 1, dtype=np.int64),
             "scene_id": [scene_id] * int(keep.sum()),
-            "date": [date] * int(keep.sum()),
+            "date": [day] * int(keep.sum()),
             "area_m2": area[keep],
             "mean_prob": mean_prob[keep],
             "max_prob": max_prob[keep],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +20,7 @@ from torch.utils.data import Dataset
 
 from data_prep.rasterize import IGNORE
 from solarmap.bands import BANDS
-from solarmap.errors import InputError
+from solarmap.errors import InputError, InputFileError
 from solarmap.geo import open_raster, read_vector
 
 log = logging.getLogger(__name__)
@@ -29,23 +30,77 @@ SplitName = Literal["train", "val", "test"]
 CACHE_LIMIT_BYTES = 2 * 1024**3
 
 
+#: Columns of the chip index that training reads.
+INDEX_COLUMNS = ("image", "mask", "split", "selected", "col_off", "row_off", "width", "height")
+#: A stats.json larger than this is not one `solarmap prepare` wrote.
+MAX_STATS_BYTES = 1024**2
+_PREPARE_AGAIN = "run `solarmap prepare` again"
+
+
+def _prepared_folder(root: Path) -> None:
+    if not root.exists():
+        raise InputFileError(f"{root}: not found; give the folder `solarmap prepare` wrote")
+    if not root.is_dir():
+        raise InputFileError(f"{root}: not a folder; give the folder `solarmap prepare` wrote")
+
+
 def read_chip_index(root: str | Path) -> Any:
     """The chip index GeoDataFrame of a prepared folder.
 
     Raises:
-        InputFileError: when the folder has no chips.gpkg.
+        InputFileError: when the folder has no readable chips.gpkg.
+        InputError: when the index lacks a column training reads.
     """
-    return read_vector(Path(root) / "chips.gpkg", what="chip index (run `solarmap prepare`)")
+    root = Path(root)
+    _prepared_folder(root)
+    path = root / "chips.gpkg"
+    index = read_vector(path, what="chip index (run `solarmap prepare`)")
+    missing = [c for c in INDEX_COLUMNS if c not in index.columns]
+    if missing:
+        raise InputError(
+            f"{path}: chip index lacks the column(s) {', '.join(missing)}; {_PREPARE_AGAIN}"
+        )
+    return index
+
+
+def _numbers(values: Any, path: Path, what: str) -> list[float]:
+    ok = isinstance(values, list) and len(values) == len(BANDS)
+    ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    if not ok or not all(math.isfinite(v) for v in values):
+        raise InputError(
+            f"{path}: {what} is not {len(BANDS)} finite numbers, one per band; {_PREPARE_AGAIN}"
+        )
+    return [float(v) for v in values]
 
 
 def read_stats(root: str | Path) -> dict[str, Any]:
-    """Per-band normalisation statistics written by `solarmap prepare`."""
-    path = Path(root) / "stats.json"
-    if not path.exists():
+    """Per-band normalisation statistics written by `solarmap prepare`.
+
+    Raises:
+        InputFileError: when ``root`` is a file.
+        InputError: when stats.json is missing, not JSON, for other bands, or its mean and std
+            are not one finite number per band (std > 0).
+    """
+    root = Path(root)
+    _prepared_folder(root)
+    path = root / "stats.json"
+    if not path.is_file():
         raise InputError(f"{path}: band statistics not found; run `solarmap prepare` first")
-    stats = json.loads(path.read_text())
+    if path.stat().st_size > MAX_STATS_BYTES:
+        raise InputError(f"{path}: too large for band statistics; {_PREPARE_AGAIN}")
+    try:
+        stats = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"{path}: not readable JSON ({first}); {_PREPARE_AGAIN}") from err
+    if not isinstance(stats, dict):
+        raise InputError(f"{path}: not band statistics (a JSON object); {_PREPARE_AGAIN}")
     if stats.get("bands") != list(BANDS):
         raise InputError(f"{path}: statistics are for bands {stats.get('bands')}, not {BANDS}")
+    _numbers(stats.get("mean"), path, "mean")
+    std = _numbers(stats.get("std"), path, "std")
+    if min(std) <= 0:
+        raise InputError(f"{path}: a band's std is 0 or less; {_PREPARE_AGAIN}")
     return stats
 
 

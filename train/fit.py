@@ -5,6 +5,11 @@ augmentation, seeded and deterministic on CPU, early stopping on validation IoU,
 the last finished epoch. The decision threshold is chosen on the validation split and stored in
 the checkpoint with the metrics and a fingerprint of the training data.
 
+The checkpoint folder is built atomically: nothing appears under its name until the run has
+finished. The state after each epoch is kept beside it in ``.NAME.resume`` (see
+:func:`resume_dir`), where an interrupted or killed run leaves it for ``--resume``; a finished
+checkpoint carries its last state in ``NAME/last``.
+
 :func:`train` runs named steps: :func:`build_data`, :func:`build_parts` (model, optimizer,
 schedule), :func:`run_epoch`, :func:`validate`, :func:`choose_threshold`, :func:`measure` and
 :func:`save_trained`, inside :func:`torch_settings`, which restores torch's global state
@@ -19,6 +24,9 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
+import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,16 +41,29 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 from torch.utils.data import DataLoader
 
 from solarmap.bands import BANDS
-from solarmap.errors import InputError, OutputExistsError
-from solarmap.geo import atomic_path, write_json
-from solarmap.model import ModelConfig, build_model, save_checkpoint
+from solarmap.errors import CheckpointError, InputError, OutputExistsError, SolarmapError
+from solarmap.geo import atomic_path, make_folder, output_dir, write_json
+from solarmap.model import ModelConfig, build_model, check_encoder, save_checkpoint
 from solarmap.progress import make_progress
-from train.dataset import ChipDataset, read_stats
+from train.dataset import ChipDataset, read_chip_index, read_stats
 from train.evaluate import PixelCounts, ProbabilityHistogram
 
 log = logging.getLogger(__name__)
 
+#: The folder of a finished checkpoint that holds its last resumable state.
 STATE_DIR = "last"
+#: Files of a resumable state: the epoch record, the weights + optimizer + RNG, the best weights.
+STATE_FILE = "state.json"
+STATE_WEIGHTS = "state.safetensors"
+BEST_WEIGHTS = "best.safetensors"
+
+
+def resume_dir(out: str | Path) -> Path:
+    """Where a run into ``out`` keeps its resumable state while it trains: the hidden sibling
+    ``.NAME.resume``. It outlives an interrupted or killed run, so a rerun with ``resume`` finds
+    it by name; when the run finishes it becomes ``out/last`` and is removed."""
+    p = Path(out)
+    return p.with_name(f".{p.name}.resume")
 
 
 @dataclass(frozen=True)
@@ -63,10 +84,31 @@ class TrainConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
-            raise InputError("epochs, batch size and patience must be >= 1")
-        if self.lr <= 0 or self.weight_decay < 0 or self.brightness < 0:
-            raise InputError("learning rate must be > 0; weight decay and brightness >= 0")
+        for name, value in (
+            ("--epochs", self.epochs),
+            ("--batch-size", self.batch_size),
+            ("--patience", self.patience),
+        ):
+            if not _whole(value) or value < 1:
+                raise InputError(f"{name} {value}: give a whole number >= 1")
+        if not 0.0 < self.lr <= 1.0:  # also refuses NaN
+            raise InputError(f"--lr {self.lr}: give a learning rate > 0 and <= 1 (e.g. 3e-3)")
+        for label, amount in (
+            ("weight decay", self.weight_decay),
+            ("brightness", self.brightness),
+            ("dice weight", self.dice_weight),
+        ):
+            if not 0.0 <= amount < math.inf:
+                raise InputError(f"{label} {amount}: give a finite number >= 0")
+        if self.max_minutes is not None and not 0.0 < self.max_minutes < math.inf:
+            raise InputError(
+                f"--max-minutes {self.max_minutes}: give a time budget > 0 minutes, or leave it "
+                "out for none"
+            )
+        if not _whole(self.seed) or not 0 <= self.seed < 2**63:
+            raise InputError(f"--seed {self.seed}: give a whole number from 0 to 2**63 - 1")
+        if self.threads is not None and (not _whole(self.threads) or self.threads < 1):
+            raise InputError(f"threads {self.threads}: give 1 or more, or None for torch's own")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -85,6 +127,10 @@ class TrainResult:
     test: dict[str, float] | None
     seconds: float
     images_per_s: float
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def masked_bce_dice(
@@ -130,19 +176,19 @@ def score(
 
 def _save_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer, info: dict) -> None:
     """Resumable state: weights, optimizer moments and RNG, as safetensors (no pickle)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
     for i, st in opt.state_dict()["state"].items():
         for k, v in st.items():
             tensors[f"opt.{i}.{k}"] = torch.as_tensor(v).detach().contiguous()
     tensors["rng.torch"] = torch.get_rng_state()
-    with atomic_path(folder / "state.safetensors") as tmp:
+    with atomic_path(folder / STATE_WEIGHTS) as tmp:
         save_file(tensors, str(tmp))
-    write_json(folder / "state.json", info)
+    write_json(folder / STATE_FILE, info)
 
 
 def _load_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dict:
-    tensors = load_file(str(folder / "state.safetensors"))
+    tensors = load_file(str(folder / STATE_WEIGHTS))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     sd = opt.state_dict()
     state: dict[int, dict[str, torch.Tensor]] = {}
@@ -153,7 +199,7 @@ def _load_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer) -> d
     sd["state"] = state
     opt.load_state_dict(sd)
     torch.set_rng_state(tensors["rng.torch"])
-    return json.loads((folder / "state.json").read_text())
+    return json.loads((folder / STATE_FILE).read_text())
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,13 +309,17 @@ def train_loader(ds: ChipDataset, cfg: TrainConfig) -> DataLoader:
 
 @dataclass
 class TrainRecord:
-    """How far a run has come; what resuming restores. Epochs are counted from 0."""
+    """How far a run has come; what resuming restores. Epochs are counted from 0.
+
+    ``run`` says what the state belongs to (:func:`run_identity`); a resumed run must match.
+    """
 
     start_epoch: int = 0
     best: float = -1.0
     best_epoch: int = -1
     best_state: dict[str, torch.Tensor] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    run: dict[str, Any] = field(default_factory=dict)
 
     def add_epoch(
         self, epoch: int, loss: float, val_iou: float, model: nn.Module, state_dir: Path
@@ -279,8 +329,8 @@ class TrainRecord:
         if val_iou > self.best:
             self.best, self.best_epoch = val_iou, epoch
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            state_dir.mkdir(parents=True, exist_ok=True)
-            with atomic_path(state_dir / "best.safetensors") as tmp:
+            make_folder(state_dir)
+            with atomic_path(state_dir / BEST_WEIGHTS) as tmp:
                 save_file(self.best_state, str(tmp))
 
     def save(self, state_dir: Path, parts: TrainParts, epoch: int) -> None:
@@ -291,25 +341,39 @@ class TrainRecord:
             "best_epoch": self.best_epoch,
             "history": self.history,
             "scheduler": parts.sched.state_dict(),
+            "run": self.run,
         }
         _save_state(state_dir, parts.model, parts.opt, info)
 
     @classmethod
     def resume(cls, state_dir: Path, parts: TrainParts) -> TrainRecord:
         """Restore weights, optimizer, schedule and RNG from ``state_dir`` (written by
-        :meth:`save`); a fresh record when there is nothing to resume."""
-        if not (state_dir / "state.json").exists():
+        :meth:`save`); a fresh record when there is nothing to resume.
+
+        Raises:
+            CheckpointError: when the state does not load.
+        """
+        from safetensors import SafetensorError
+
+        if not (state_dir / STATE_FILE).exists():
             return cls()
-        info = _load_state(state_dir, parts.model, parts.opt)
-        parts.sched.load_state_dict(info["scheduler"])
-        record = cls(
-            start_epoch=info["epoch"] + 1,
-            best=info["best"],
-            best_epoch=info["best_epoch"],
-            history=info["history"],
-        )
-        if (state_dir / "best.safetensors").exists():
-            record.best_state = load_file(str(state_dir / "best.safetensors"))
+        try:
+            info = _load_state(state_dir, parts.model, parts.opt)
+            parts.sched.load_state_dict(info["scheduler"])
+            record = cls(
+                start_epoch=info["epoch"] + 1,
+                best=info["best"],
+                best_epoch=info["best_epoch"],
+                history=info["history"],
+            )
+            if (state_dir / BEST_WEIGHTS).exists():
+                record.best_state = load_file(str(state_dir / BEST_WEIGHTS))
+        except (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise CheckpointError(
+                f"{state_dir}: the state to resume does not load ({first}); pass --overwrite "
+                "to start over"
+            ) from err
         log.info(
             "resuming after epoch %d (best val IoU %.3f at epoch %d)",
             record.start_epoch,
@@ -317,6 +381,56 @@ class TrainRecord:
             record.best_epoch + 1,
         )
         return record
+
+
+def run_identity(cfg: TrainConfig, root: Path) -> dict[str, Any]:
+    """What a resumable state belongs to: the architecture and the training data's fingerprint
+    (plain JSON, as stored in the state)."""
+    model = {k: v for k, v in cfg.model.__dict__.items() if k != "encoder_weights"}
+    identity = {"model": model, "data_fingerprint": data_fingerprint(root)}
+    return json.loads(json.dumps(identity))
+
+
+def _state_epoch(state_dir: Path) -> int | None:
+    """The last finished epoch (from 1) recorded in ``state_dir``, if it can be read."""
+    try:
+        return int(json.loads((state_dir / STATE_FILE).read_text())["epoch"]) + 1
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+
+
+def check_resumable(state_dir: Path, identity: dict[str, Any]) -> None:
+    """Refuse, before any work, a state that cannot be resumed: unreadable, incomplete, or of
+    another model or other chips (``identity``, see :func:`run_identity`).
+
+    Raises:
+        CheckpointError: when the state is unreadable or incomplete.
+        InputError: when it belongs to another model or other chips.
+    """
+    path = state_dir / STATE_FILE
+    fix = "pass --overwrite to start over"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        int(info["epoch"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(
+            f"{path}: the state to resume is unreadable ({first}); {fix}"
+        ) from err
+    if not (state_dir / STATE_WEIGHTS).is_file():
+        raise CheckpointError(f"{state_dir / STATE_WEIGHTS}: missing from the state; {fix}")
+    run = info.get("run") or {}
+    if "model" in run and run["model"] != identity["model"]:
+        was = run["model"]
+        raise InputError(
+            f"{path}: the run to resume trained encoder {was.get('encoder')} with decoder "
+            f"{','.join(map(str, was.get('decoder_channels', [])))}; give the same --encoder "
+            f"and --decoder-channels, or {fix}"
+        )
+    if "data_fingerprint" in run and run["data_fingerprint"] != identity["data_fingerprint"]:
+        raise InputError(
+            f"{path}: the run to resume trained on other chips; give its --chips, or {fix}"
+        )
 
 
 def run_epoch(parts: TrainParts, loader: DataLoader, cfg: TrainConfig) -> tuple[float, int]:
@@ -483,6 +597,15 @@ def save_trained(
 # --------------------------------------------------------------------------------------------
 
 
+def _check_encoder_weights(weights: str | None) -> None:
+    local = weights is not None and Path(weights).suffix == ".safetensors"
+    if local and weights is not None and not Path(weights).is_file():
+        raise InputError(
+            f"--encoder-weights {weights}: file not found; give a local .safetensors file "
+            "of encoder weights, or leave the option out"
+        )
+
+
 def train(
     chips: str | Path,
     out: str | Path,
@@ -493,35 +616,93 @@ def train(
 ) -> TrainResult:
     """Train on a prepared folder and write a checkpoint folder.
 
+    The checkpoint folder is built atomically (:func:`solarmap.geo.output_dir`): an interrupted,
+    killed or failed run leaves nothing under ``out``. While it trains, the state after every
+    epoch is kept beside ``out`` in :func:`resume_dir`; ``resume`` continues from there (an
+    interrupted run) or from ``out/last`` (a finished checkpoint trained further, e.g. with more
+    epochs). A finished checkpoint keeps its last state in ``out/last``. Options, the chip
+    folder and the state to resume are checked before any work.
+
     Torch's global state (threads, seed, deterministic algorithms) is as it was afterwards.
 
     Raises:
-        InputError: on a chip folder without train or val chips.
-        OutputExistsError: when ``out`` holds a checkpoint and neither ``resume`` nor
-            ``overwrite`` is set.
+        InputError: on an unknown encoder, a chip folder without train chips, both ``resume``
+            and ``overwrite``, ``resume`` with nothing to resume or with the state of another
+            model or other chips.
+        CheckpointError: when the state to resume is unreadable.
+        OutputExistsError: when ``out`` exists, or an interrupted run's state waits beside it,
+            and neither ``resume`` nor ``overwrite`` is set.
     """
     cfg = config or TrainConfig()
     root, out = Path(chips), Path(out)
-    if (out / "checkpoint.json").exists() and not (resume or overwrite):
-        raise OutputExistsError(f"{out}: holds a checkpoint; pass --overwrite or --resume")
-    with torch_settings(seed=cfg.seed, threads=cfg.threads):
+    pending = resume_dir(out)
+    if resume and overwrite:
+        raise InputError(
+            "--resume and --overwrite: pass one (--resume continues the last run, --overwrite "
+            "starts over)"
+        )
+    check_encoder(cfg.model.encoder, what="--encoder")
+    _check_encoder_weights(cfg.model.encoder_weights)
+    read_stats(root)  # a folder `solarmap prepare` wrote, with its statistics and chip index
+    read_chip_index(root)
+    if not (resume or overwrite):
+        if os.path.lexists(out):
+            raise OutputExistsError(
+                f"{out}: exists; pass --overwrite to replace it, --resume to train it further, "
+                "or choose another --out"
+            )
+        if (pending / STATE_FILE).exists():
+            raise OutputExistsError(
+                f"{out}: an interrupted run left its state after epoch {_state_epoch(pending)} "
+                f"in {pending}; pass --resume to continue it or --overwrite to start over"
+            )
+    identity = run_identity(cfg, root)
+    source: Path | None = None
+    if resume:
+        source = pending if (pending / STATE_FILE).exists() else out / STATE_DIR
+        if not (source / STATE_FILE).exists():
+            raise InputError(
+                f"--resume: nothing to resume for {out} (no interrupted run beside it, no "
+                "finished checkpoint in it); train without --resume"
+            )
+        check_resumable(source, identity)
+    with (
+        torch_settings(seed=cfg.seed, threads=cfg.threads),
+        output_dir(out, overwrite=overwrite or resume, inputs=[root]) as tmp,
+    ):
+        if pending.exists() and (overwrite or not (pending / STATE_FILE).exists()):
+            shutil.rmtree(pending)  # starting over, or what a run killed in its first epoch left
+        if source is not None and source != pending:
+            shutil.copytree(source, pending)  # a finished checkpoint: continue from a copy
         data = build_data(root, cfg)
         parts = build_parts(cfg)
-        state_dir = out / STATE_DIR
-        record = TrainRecord.resume(state_dir, parts) if resume else TrainRecord()
-        epoch, seen, seconds = fit(parts, data, record, cfg, state_dir)
-
-        model, batch = parts.model, cfg.batch_size * 2
-        if record.best_state is not None:
-            model.load_state_dict(record.best_state)
-        threshold = choose_threshold(model, data.val, batch_size=batch)
-        val = measure(model, data.val, threshold=threshold, batch_size=batch) or {}
-        test_ds = ChipDataset(root, "test", stats=data.stats)
-        test = measure(model, test_ds, threshold=threshold, batch_size=batch)
-        save_trained(
-            out, model, data, cfg, record,
-            threshold=threshold, metrics={"val": val, "test": test}, seconds=seconds,
-        )  # fmt: skip
+        record = TrainRecord.resume(pending, parts) if resume else TrainRecord()
+        record.run = identity
+        try:
+            epoch, seen, seconds = fit(parts, data, record, cfg, pending)
+            model, batch = parts.model, cfg.batch_size * 2
+            if record.best_state is not None:
+                model.load_state_dict(record.best_state)
+            threshold = choose_threshold(model, data.val, batch_size=batch)
+            val = measure(model, data.val, threshold=threshold, batch_size=batch) or {}
+            test_ds = ChipDataset(root, "test", stats=data.stats)
+            test = measure(model, test_ds, threshold=threshold, batch_size=batch)
+            save_trained(
+                tmp, model, data, cfg, record,
+                threshold=threshold, metrics={"val": val, "test": test}, seconds=seconds,
+            )  # fmt: skip
+            if pending.exists():
+                shutil.copytree(pending, tmp / STATE_DIR)
+        except BaseException as err:
+            # an error's own line says what to do; an interrupt is told where its work waits
+            if not isinstance(err, SolarmapError) and (done := _state_epoch(pending)):
+                log.warning(
+                    "the state after epoch %d is kept in %s: train again with --resume to "
+                    "continue",
+                    done, pending,
+                )  # fmt: skip
+            raise
+    shutil.rmtree(pending, ignore_errors=True)
     images_per_s = seen / seconds if seconds > 0 else 0.0
     log.info(
         "trained %d epochs in %.0f s (%.1f images/s); best epoch %d, val IoU %.3f at %.2f",

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import logging
+import os
+import shlex
 import signal
 import sys
 import threading
@@ -80,6 +83,16 @@ def _scene_options(scale: float | None, allow_resolution: bool) -> Any:
     return SceneOptions(scale=scale, allow_resolution=allow_resolution)
 
 
+def _next(step: str) -> None:
+    """The last line a command prints on stdout: what to open or run next."""
+    typer.echo(f"next: {step}")
+
+
+def _q(path: Path | str) -> str:
+    """A path as it would be typed in a shell."""
+    return shlex.quote(str(path))
+
+
 def _fractions(text: str) -> tuple[float, float, float]:
     try:
         parts = tuple(float(x) for x in text.split(","))
@@ -135,6 +148,10 @@ def demo_data(
     typer.echo(f"demo region written to {out}")
     for name in ("scene.tif", "scene_SCL.tif", "labels.osm", "truth.gpkg", "region.json"):
         typer.echo(f"  {out / name}")
+    _next(
+        f"solarmap prepare --scene {_q(out / 'scene.tif')} --labels {_q(out / 'labels.osm')} "
+        f"--out {_q(out.parent / 'prepared')}"
+    )
 
 
 @app.command()
@@ -184,6 +201,7 @@ def prepare(
     typer.echo("  selected: " + ", ".join(f"{k} {v}" for k, v in result.selected.items()))
     typer.echo(f"  chip index: {result.index}")
     typer.echo(f"  statistics: {result.stats}")
+    _next(f"solarmap train --chips {_q(result.out)} --out {_q(result.out.parent / 'checkpoint')}")
 
 
 def _ints(text: str, option: str) -> tuple[int, ...]:
@@ -196,7 +214,10 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
 @app.command()
 def train(
     chips: Annotated[Path, typer.Option(help="Folder written by `solarmap prepare`.")],
-    out: Annotated[Path, typer.Option(help="Checkpoint folder to write.")],
+    out: Annotated[
+        Path,
+        typer.Option(help="Checkpoint folder to create (appears only once training finished)."),
+    ],
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
     batch_size: Annotated[int, typer.Option(help="Chips per step.")] = 8,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 3e-3,
@@ -210,21 +231,39 @@ def train(
         str | None, typer.Option(help="None, 'imagenet' (download) or a local .safetensors.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    resume: Annotated[bool, typer.Option(help="Continue from the last finished epoch.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing checkpoint.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue the last run into --out: an interrupted or killed one, whose state "
+            "after each epoch waits beside --out in the hidden folder .NAME.resume, or a "
+            "finished checkpoint, trained further from NAME/last (e.g. with more --epochs)."
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Replace an existing checkpoint and start over (drops .NAME.resume)."),
+    ] = False,
 ) -> None:
-    """Train the solar U-Net on prepared chips and write a checkpoint."""
-    from solarmap.model import ModelConfig
+    """Train the solar U-Net on prepared chips and write a checkpoint.
+
+    The checkpoint folder is built under a temporary name and appears only when training has
+    finished; an interrupted run leaves its state beside it for --resume.
+    """
+    from solarmap.model import ModelConfig, check_encoder
     from train.fit import TrainConfig
     from train.fit import train as run_train
 
+    check_encoder(encoder, what="--encoder")
     dec = _ints(decoder_channels, "--decoder-channels")
-    model = ModelConfig(
-        encoder=encoder,
-        encoder_depth=len(dec),
-        decoder_channels=dec,
-        encoder_weights=encoder_weights,
-    )
+    try:
+        model = ModelConfig(
+            encoder=encoder,
+            encoder_depth=len(dec),
+            decoder_channels=dec,
+            encoder_weights=encoder_weights,
+        )
+    except InputError as err:
+        raise InputError(f"--decoder-channels {decoder_channels}: {err}") from err
     cfg = TrainConfig(
         model=model,
         epochs=epochs,
@@ -241,6 +280,19 @@ def train(
     if res.test:
         typer.echo(f"  test IoU {res.test['iou']:.3f}, F1 {res.test['f1']:.3f}")
     typer.echo(f"  {res.seconds:.0f} s, {res.images_per_s:.1f} images/s")
+    _next(
+        f"solarmap predict --scene {_q(_a_scene_of(chips))} --checkpoint {_q(res.checkpoint)} "
+        f"--out {_q(res.checkpoint.parent / 'prediction')}"
+    )
+
+
+def _a_scene_of(chips: Path) -> str:
+    """The first scene a prepared folder was made from (its config.json), else a stand-in."""
+    try:
+        scene = json.loads((chips / "config.json").read_text())["scenes"][0]
+        return os.path.normpath(chips / scene)  # a relative record is relative to the folder
+    except (OSError, ValueError, KeyError, IndexError, TypeError, RecursionError):
+        return "SCENE.tif"
 
 
 @app.command()
@@ -269,18 +321,27 @@ def predict(
     from solarmap.predict import PredictConfig, predict_scene
 
     scene_options = _scene_options(scale, allow_resolution)
-    ckpt = load_checkpoint(checkpoint)
-    cfg = PredictConfig(
+    cfg = PredictConfig(  # options first: they are checked before anything is loaded
         window=window,
-        overlap=overlap if overlap is not None else min(64, window // 4),
+        overlap=overlap if overlap is not None else min(64, max(window, 0) // 4),
         batch_size=batch_size,
         threshold=threshold,
         min_area_m2=min_area,
     )
+    ckpt = load_checkpoint(checkpoint)
     with open_scene(scene, scl=scl, options=scene_options) as src:
         res = predict_scene(src, ckpt, out, config=cfg, overwrite=overwrite)
     typer.echo(f"probability: {res.probability}")
     typer.echo(f"polygons:    {res.polygons} ({res.n_polygons} solar farms)")
+    if res.n_polygons:
+        scl_arg = f" --scl {_q(scl)}" if scl is not None else ""
+        _next(
+            f"solarmap explain --scene {_q(scene)}{scl_arg} --checkpoint {_q(checkpoint)} "
+            f"--target {_q(res.polygons)} --top {min(3, res.n_polygons)} "
+            f"--out {_q(out.parent / 'explanation')}"
+        )
+    else:
+        _next(f"open {_q(res.probability)} in QGIS (no pixel reached the threshold)")
 
 
 @app.command()
@@ -313,6 +374,7 @@ def evaluate(
         overwrite=overwrite,
     )
     _echo_metrics(metrics)
+    _next(f"open {_q((out or prediction) / 'pr_curve.png')} and {_q(prediction / POLYGONS_FILE)}")
 
 
 def _echo_metrics(metrics: dict) -> None:
@@ -340,7 +402,8 @@ def demo(
     from solarmap.app.demo import run_demo
 
     summary = run_demo(out, size=size, minutes=minutes, overwrite=overwrite)
-    typer.echo(summary.text)
+    typer.echo(summary.text.rstrip("\n"))
+    _next(f"open {_q(out / 'prediction' / 'polygons.gpkg')} in QGIS")
 
 
 def _explain(
@@ -393,6 +456,9 @@ def _explain(
     typer.echo(f"explained {len(res.targets)} target(s) -> {res.out}")
     for t in res.targets[:10]:
         typer.echo(f"  {res.out / t['folder']}: {', '.join(t['maps'])}")
+    first = res.targets[0]["folder"] if res.targets else None
+    first = f" and {_q(res.out / first / 'attribution.tif')}" if first else ""
+    _next(f"open {_q(res.out / 'targets.gpkg')}{first} in QGIS")
 
 
 def _explain_command() -> Callable[..., None]:

@@ -4,13 +4,20 @@ Generates a training region and a separate unseen region (different seed, differ
 prepares the training region into chips, trains the U-Net under a time budget, predicts on the
 unseen region, and evaluates against the unseen region's complete ground truth (which includes
 the farms OpenStreetMap left unmapped).
+
+The run is built in a temporary folder that takes the name ``out`` once it succeeded; its
+records (JSON, the checkpoint's metadata, the probability COG's tags) name the demo's own files
+relative to themselves, and its logs name them under ``out``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +62,7 @@ def run_demo(
     out = Path(out)
     seconds: dict[str, float] = {}
     t_all = time.perf_counter()
-    with output_dir(out, overwrite=overwrite) as tmp:
+    with output_dir(out, overwrite=overwrite) as tmp, _logs_name(tmp, out):
         t = time.perf_counter()
         train_region = generate_region(tmp / "train-region", RegionConfig(seed=seed, size=size))
         unseen = generate_region(
@@ -79,7 +86,8 @@ def run_demo(
         seconds["train"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        ckpt = load_checkpoint(ckpt_dir)
+        ckpt = _record_chips_relatively(load_checkpoint(ckpt_dir), "../prepared")
+        ckpt.metadata["path"] = "../checkpoint"  # how the prediction names its checkpoint
         pred_dir = tmp / "prediction"
         with open_scene(unseen.scene) as scene:
             pred = predict_scene(scene, ckpt, pred_dir, config=PredictConfig())
@@ -117,8 +125,81 @@ def run_demo(
             tmp / "summary.json",
             {"metrics": metrics, "seconds": seconds, "train_images_per_s": result.images_per_s},
         )
+        _record_paths_relatively(tmp, out)
     log.info("demo finished in %.0f s", seconds["total"])
     return DemoSummary(out=out, metrics=metrics, seconds=seconds, text=text)
+
+
+# --------------------------------------------------------------------------------------------
+# Final paths in records and logs
+#
+# The stages run inside the demo's temporary folder (it appears under its name only when the
+# run succeeded), so what they record of their inputs points into that folder. The demo folder
+# is one that may move: its records name each other relatively instead.
+# --------------------------------------------------------------------------------------------
+
+
+def _record_chips_relatively(ckpt: Any, chips: str) -> Any:
+    """Save the checkpoint again with ``chips`` (relative to it) as its training data, so the
+    weights' metadata and checkpoint.json agree; returns it loaded anew."""
+    from solarmap.model import load_checkpoint, save_checkpoint
+
+    folder = Path(ckpt.metadata["path"])
+    meta = {k: v for k, v in ckpt.metadata.items() if k != "path"}
+    save_checkpoint(folder, ckpt.model, {**meta, "chips": chips})
+    return load_checkpoint(folder)
+
+
+def _relocated(value: Any, tmp: Path, out: Path, here: Path) -> Any:
+    """``value`` with every path into ``tmp`` made relative to ``here`` (the record's folder),
+    and any other mention of ``tmp`` named as ``out``."""
+    if isinstance(value, dict):
+        return {k: _relocated(v, tmp, out, here) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relocated(v, tmp, out, here) for v in value]
+    if not isinstance(value, str) or tmp.name not in value:
+        return value
+    for prefix in {str(tmp.resolve()), str(tmp)}:
+        if value == prefix or value.startswith(prefix + os.sep):
+            return os.path.relpath(tmp.resolve() / value[len(prefix) + 1 :], here.resolve())
+    return value.replace(tmp.name, out.name)
+
+
+def _record_paths_relatively(tmp: Path, out: Path) -> None:
+    """Rewrite the JSON records under ``tmp`` that name paths inside it (see above)."""
+    for path in sorted(tmp.rglob("*.json")):
+        record = json.loads(path.read_text())
+        moved = _relocated(record, tmp, out, path.parent)
+        if moved != record:
+            write_json(path, moved)
+
+
+class _FinalNames(logging.Filter):
+    """Log records name ``out``, where the files will be, not the temporary folder."""
+
+    def __init__(self, tmp: Path, out: Path) -> None:
+        super().__init__()
+        self.tmp, self.out = tmp.name, out.name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.tmp in message:
+            record.msg, record.args = message.replace(self.tmp, self.out), None
+        return True
+
+
+@contextlib.contextmanager
+def _logs_name(tmp: Path, out: Path) -> Iterator[None]:
+    """While the block runs, the root logger's handlers show ``out`` for ``tmp``."""
+    names = _FinalNames(tmp, out)
+    handlers = list(logging.getLogger().handlers)
+    for h in handlers:
+        h.addFilter(names)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(names)
 
 
 def _summary_text(

@@ -256,3 +256,62 @@ def test_help_shows_every_default_whole(width: int) -> None:
                 assert f"[default: {default}]" in flat, (name, param.name, width)
     top = CliRunner().invoke(app, ["--help"], terminal_width=width).output
     assert "-vv" in top
+
+
+def _next_line(out: str) -> str:
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("next: "), out
+    return last.removeprefix("next: ")
+
+
+def test_every_command_ends_with_what_to_open_or_run_next(
+    tiny_scene: Path, tiny_labels: Path, tiny_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    import shlex
+
+    code, out, err = run(
+        ["-q", "demo-data", "--out", str(tmp_path / "region"), "--size", "64"], capsys
+    )
+    assert code == 0, err
+    step = _next_line(out)
+    assert step.startswith(f"solarmap prepare --scene {tmp_path / 'region' / 'scene.tif'} ")
+
+    code, out, err = run(_prepare(tiny_scene, tiny_labels, tmp_path / "prepared"), capsys)
+    assert code == 0, err
+    chips, ckpt = tmp_path / "prepared", tmp_path / "checkpoint"
+    assert _next_line(out) == f"solarmap train --chips {chips} --out {ckpt}"
+
+    # A threshold every pixel of the random model reaches: one detection to explain.
+    predict = [
+        *_predict(tiny_scene, tiny_checkpoint, tmp_path / "prediction"),
+        "--threshold",
+        "0.01",
+    ]
+    code, out, err = run(predict, capsys)
+    assert code == 0, err
+    step = _next_line(out)
+    assert step.startswith("solarmap explain ") and "--top 1" in step
+    code, out, err = run(["-q", *shlex.split(step)[1:], "--methods", "saliency"], capsys)
+    assert code == 0, err  # the suggested command runs as it is
+    step = _next_line(out)
+    assert step.startswith("open ") and step.endswith(" in QGIS")
+    assert all(Path(p).exists() for p in shlex.split(step)[1:-2] if p != "and")
+
+    code, out, err = run(
+        [
+            "-q",
+            "evaluate",
+            "--prediction",
+            str(tmp_path / "prediction"),
+            "--truth",
+            str(tiny_labels),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    step = _next_line(out)
+    assert all(Path(p).exists() for p in shlex.split(step)[1:] if p != "and")
+
+    nothing = [*_predict(tiny_scene, tiny_checkpoint, tmp_path / "none"), "--threshold", "0.99"]
+    code, out, err = run(nothing, capsys)
+    assert code == 0 and _next_line(out).startswith(f"open {tmp_path / 'none' / 'probability.tif'}")

@@ -42,10 +42,13 @@ def _partials(out: Path) -> list[Path]:
     return sorted(out.parent.glob(f".{out.name}.*.partial"))
 
 
-def _signal_once_writing(proc: subprocess.Popen[str], out: Path, sig: int) -> tuple[int, str]:
-    """Send ``sig`` once ``out``'s partial folder exists; the exit code and stderr."""
+def _signal_once_writing(
+    proc: subprocess.Popen[str], out: Path, sig: int, *, ready: Path | None = None
+) -> tuple[int, str]:
+    """Send ``sig`` once ``out``'s partial folder (or ``ready``) exists; the exit code and
+    stderr."""
     deadline = time.monotonic() + WAIT_S
-    while not _partials(out):
+    while not (ready.exists() if ready is not None else _partials(out)):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             _, err = proc.communicate()
@@ -69,11 +72,8 @@ def _check_interrupted(args: tuple[str, ...], out: Path) -> None:
         assert not out.exists() and not _partials(out), sig
 
 
-def _check_killed_then_rerun(args: tuple[str, ...], out: Path) -> None:
-    rc, _ = _signal_once_writing(_start(*args), out, signal.SIGKILL)
-    assert rc == -signal.SIGKILL
-    (left,) = _partials(out)  # a killed process cannot clean up ...
-    rerun = subprocess.run(
+def _rerun(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "solarmap", *args],
         cwd=ROOT,
         capture_output=True,
@@ -81,6 +81,13 @@ def _check_killed_then_rerun(args: tuple[str, ...], out: Path) -> None:
         timeout=WAIT_S * 2,
         check=False,
     )
+
+
+def _check_killed_then_rerun(args: tuple[str, ...], out: Path) -> None:
+    rc, _ = _signal_once_writing(_start(*args), out, signal.SIGKILL)
+    assert rc == -signal.SIGKILL
+    (left,) = _partials(out)  # a killed process cannot clean up ...
+    rerun = _rerun(*args)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert f"removed {left}" in rerun.stderr  # ... so the next run does, and says so
     assert out.is_dir() and not _partials(out)
@@ -103,3 +110,40 @@ def test_predict_interrupted_terminated_and_killed(
     args += ("--out", str(out))
     _check_interrupted(args, out)
     _check_killed_then_rerun(args, out)
+
+
+@pytest.fixture(scope="module")
+def chips(region: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The region prepared into 128 px chips: an epoch of the default U-Net takes seconds."""
+    from data_prep.prepare import PrepareConfig, prepare
+
+    out = tmp_path_factory.mktemp("signals-chips") / "chips"
+    config = PrepareConfig(chip_size=128, stride=128, block_size=256, seed=0)
+    prepare([region / "scene.tif"], region / "labels.osm", out, config=config)
+    return out
+
+
+def test_train_interrupted_terminated_and_killed_then_resumed(chips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "checkpoint"
+    state = tmp_path / ".checkpoint.resume"
+    args = ("train", "--chips", str(chips), "--out", str(out), "--epochs", "20")
+    args += ("--patience", "20")
+    # --overwrite: each signalled run starts over, whatever state the one before it kept
+    _check_interrupted((*args, "--overwrite"), out)
+
+    # Killed once its first epoch is saved: the partial folder stays, and so does the state.
+    rc, _ = _signal_once_writing(
+        _start(*args, "--overwrite"), out, signal.SIGKILL, ready=state / "state.json"
+    )
+    assert rc == -signal.SIGKILL
+    (left,) = _partials(out)
+    # A rerun without --resume would lose that epoch: refused, pointing at --resume.
+    again = _rerun(*args)
+    assert again.returncode == 2 and "--resume" in again.stderr.strip().splitlines()[-1]
+    assert not out.exists()
+    resumed = _rerun(*args[:-4], "--epochs", "2", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"removed {left}" in resumed.stderr and "resuming after epoch 1" in resumed.stderr
+    assert resumed.stdout.strip().splitlines()[-1].startswith("next: solarmap predict")
+    assert (out / "model.safetensors").is_file() and (out / "last" / "state.json").is_file()
+    assert not _partials(out) and not state.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from dataclasses import dataclass, field
@@ -55,11 +56,12 @@ class ArrayScene:
     valid: np.ndarray  # bool[H, W]
     bands: tuple[str, ...] = BANDS
     reads: list[tuple[int, int, int, int]] = field(default_factory=list)
+    date: str | None = "2022-03-15"
 
     @property
     def info(self) -> Info:
         _, h, w = self.data.shape
-        return Info(crs=UTM, transform=GRID, width=w, height=h, bands=self.bands)
+        return Info(crs=UTM, transform=GRID, width=w, height=h, bands=self.bands, date=self.date)
 
     def read(
         self, window: Window | None = None, *, allow_full: bool = False
@@ -212,7 +214,7 @@ def test_rectangle_across_windows_and_strips_is_one_polygon(tmp_path: Path) -> N
         assert rect.mean_prob == pytest.approx(p_hi, abs=1e-5)
         assert rect.max_prob == pytest.approx(p_hi, abs=1e-5)
         assert list(polys["id"]) == [1, 2]
-        assert set(polys.scene_id) == {"S2_TEST"} and set(polys.date) == {"2022-03-15"}
+        assert set(polys.scene_id) == {"S2_TEST"} and set(polys.date) == {dt.date(2022, 3, 15)}
     x = ORIGIN[0] + 10 * (40 + 250) / 2
     y = ORIGIN[1] - 10 * (30 + 170) / 2
     lon, lat = Transformer.from_crs(UTM, "EPSG:4326", always_xy=True).transform(x, y)
@@ -241,6 +243,33 @@ def test_min_area_drops_small_polygons_and_empty_layer_keeps_schema(tmp_path: Pa
     assert len(empty) == 0
     assert list(empty.columns) == [*POLYGON_COLUMNS, "geometry"]
     assert empty.crs == UTM
+
+
+@pytest.mark.parametrize("date", ["2022-03-15", None])
+def test_polygon_date_is_a_date_field_null_without_a_scene_date(
+    date: str | None, tmp_path: Path
+) -> None:
+    import geopandas as gpd
+    import pandas as pd
+    import pyogrio
+
+    scene = make_scene(64, 64)
+    scene.date = date
+    scene.data[K] = 0.0
+    scene.data[K, 10:30, 10:30] = 1.0
+    ckpt = make_checkpoint(linear_model())
+    found = predict_scene(scene, ckpt, tmp_path / "found", config=SMALL)
+    scene.data[K] = 0.0
+    empty = predict_scene(scene, ckpt, tmp_path / "empty", config=SMALL)
+    for res, n in ((found, 1), (empty, 0)):
+        info = pyogrio.read_info(res.polygons, layer="solar")
+        assert dict(zip(info["fields"], info["ogr_types"], strict=True))["date"] == "OFTDate"
+        assert info["geometry_type"] in ("Polygon", "Unknown") and info["features"] == n
+    (value,) = gpd.read_file(found.polygons, layer="solar")["date"]
+    if date is None:
+        assert pd.isna(value)
+    else:
+        assert value.date() == dt.date(2022, 3, 15)
 
 
 def test_scene_smaller_than_a_window_is_padded(tmp_path: Path) -> None:
@@ -282,7 +311,9 @@ def test_existing_output_needs_overwrite(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [{"window": 0}, {"overlap": 64, "window": 64}, {"overlap": -1}, {"batch_size": 0},
-     {"threshold": 1.5}, {"threshold": 0.0}, {"min_area_m2": -1.0}, {"device": "warp-drive"}],
+     {"threshold": 1.5}, {"threshold": 0.0}, {"min_area_m2": -1.0}, {"device": "warp-drive"},
+     {"overlap": 500}, {"overlap": 17, "window": 64}, {"window": 10**5}, {"min_area_m2": math.inf},
+     {"min_area_m2": math.nan}, {"batch_size": 1000, "window": 4096}],
 )  # fmt: skip
 def test_config_is_validated(kwargs: dict[str, Any]) -> None:
     with pytest.raises(InputError):

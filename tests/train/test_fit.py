@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -124,8 +126,8 @@ def test_training_leaves_torch_global_state_as_it_found_it(prepared: Path, tmp_p
     cfg = TrainConfig(model=TINY, epochs=1, batch_size=4, threads=other_threads)
     train(prepared, tmp_path / "a", config=cfg)
     _assert_same_state(before, _torch_state())
-    with pytest.raises(InputError):  # also when a step fails
-        train(tmp_path / "empty", tmp_path / "b", config=cfg)
+    with pytest.raises(InputError, match="multiple"):  # also when a step fails
+        train(prepared, tmp_path / "b", config=dataclasses.replace(cfg, model=ModelConfig()))
     _assert_same_state(before, _torch_state())
 
 
@@ -147,3 +149,39 @@ def test_every_epoch_logs_loss_val_iou_elapsed_and_eta(
     train(prepared, tmp_path / "b", config=cfg)
     assert "epoch 1/3" in caplog.text and "ETA 0:00 (time budget)" in caplog.text
     assert "epoch 2/3" not in caplog.text and "time budget of" in caplog.text
+
+
+def test_interrupted_run_leaves_nothing_under_out_and_resumes_from_beside_it(
+    prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import train.fit as fit
+
+    cfg = TrainConfig(model=TINY, epochs=3, batch_size=4, seed=1, patience=10)
+    out = tmp_path / "ckpt"
+    calls = iter(range(100))
+    real_validate = fit.validate
+
+    def stop_in_epoch_2(*args: object, **kwargs: object) -> float:
+        if next(calls) == 1:
+            raise KeyboardInterrupt
+        return real_validate(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fit, "validate", stop_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(prepared, out, config=cfg)
+    monkeypatch.undo()
+    pending = fit.resume_dir(out)
+    assert pending == tmp_path / ".ckpt.resume"
+    assert not out.exists() and not list(tmp_path.glob(".ckpt.*.partial"))
+    assert json.loads((pending / "state.json").read_text())["epoch"] == 0
+    with pytest.raises(OutputExistsError, match="--resume"):
+        train(prepared, out, config=cfg)
+    res = train(prepared, out, config=cfg, resume=True)
+    meta = json.loads((out / "checkpoint.json").read_text())
+    assert res.epochs_run == 3 and [h["epoch"] for h in meta["training"]["history"]] == [1, 2, 3]
+    assert not pending.exists() and (out / "last" / "state.json").is_file()
+    # The finished checkpoint's files have the permissions of any new file.
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.stat().st_mode & 0o777 for p in out.iterdir() if p.is_file()}
+    assert modes == {0o666 & ~umask}
