@@ -454,6 +454,11 @@ class Target:
 _POINT = re.compile(r"^\s*(-?[\d.]+(?:e-?\d+)?)\s*,\s*(-?[\d.]+(?:e-?\d+)?)\s*$", re.I)
 
 
+def is_point_target(spec: str) -> bool:
+    """Whether a ``--target`` is a point ``x,y`` (rather than a file)."""
+    return _POINT.match(spec) is not None
+
+
 def parse_targets(spec: str, *, scene_crs: Any, top: int | None = None) -> list[Target]:
     """Targets from ``--target``: a predictions GeoPackage, a polygon file, or ``x,y``.
 

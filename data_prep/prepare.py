@@ -41,7 +41,15 @@ from data_prep.rasterize import BACKGROUND, IGNORE, MASK_CLASSES, SOLAR, rasteri
 from data_prep.sentinel2 import Scene, SceneInfo, SceneOptions, open_scene
 from solarmap.bands import BANDS, REFLECTANCE_UNITS, reflectance_band_tags
 from solarmap.errors import InputError, LabelError
-from solarmap.geo import cog_writer, open_raster, output_dir, write_json, write_vector
+from solarmap.geo import (
+    check_output_dir,
+    cog_writer,
+    open_raster,
+    output_dir,
+    require_file,
+    write_json,
+    write_vector,
+)
 from solarmap.progress import track
 from solarmap.styles import chips_style, image_style, outline_style, palette_style
 
@@ -359,7 +367,9 @@ def prepare(
             f"{len(scl_list)} --scl files for {len(scenes)} --scene(s); give one --scl per "
             "--scene, in the same order, or none"
         )
-    out = Path(out)
+    out = check_output_dir(out, overwrite=overwrite, inputs=[*scenes, labels])
+    if str(labels) != "overpass":
+        require_file(labels, "label file")
 
     # Validate every input before anything is written.
     opened: list[Scene] = []

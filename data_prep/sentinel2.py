@@ -555,7 +555,7 @@ def open_scene(
         raise
     finally:
         log.removeFilter(held)
-    for record in deferred:  # the scene opened: its warnings stand
+    for record in deferred:  # the scene opened: its warnings and notes stand
         log.handle(record)
     log.info(
         "%s: %s scene %s (%s), %dx%d, %s%s",
@@ -572,18 +572,17 @@ def open_scene(
 
 
 class _HoldWarnings(logging.Filter):
-    """Holds back this module's warnings while a scene is opened: when the scene is refused,
-    the refusal is the one line the user sees; when it opens, the warnings are logged."""
+    """Holds back this module's log records (warnings and notes on how the scene is read)
+    while a scene is opened: when the scene is refused, the refusal is the one line the user
+    sees; when it opens, the records are logged."""
 
     def __init__(self, held: list[logging.LogRecord]) -> None:
         super().__init__()
         self.held = held
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING:
-            self.held.append(record)
-            return False
-        return True
+        self.held.append(record)
+        return False
 
 
 def read_scene(

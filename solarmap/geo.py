@@ -570,6 +570,42 @@ def _holds(folder: Path, inputs: Sequence[PathLike]) -> Path | None:
     return None
 
 
+def check_output_dir(
+    path: PathLike, *, overwrite: bool = False, inputs: Sequence[PathLike] = ()
+) -> Path:
+    """The checks :func:`output_dir` makes before it writes anything, for a command to make
+    first, before its work: ``path`` is no file, exists only with ``overwrite`` (and then holds
+    none of ``inputs``), and no file stands where one of its parent folders should be.
+
+    Raises:
+        OutputExistsError, InputError: as :func:`output_dir`.
+    """
+    p = Path(path)
+    if os.path.lexists(p) and not p.is_dir():
+        raise InputError(f"{p}: is a file, not an output folder; choose another --out")
+    if p.exists() and not overwrite:
+        raise OutputExistsError(f"{p}: output folder exists; pass --overwrite or choose another")
+    if p.exists() and (held := _holds(p, inputs)) is not None:
+        raise InputError(
+            f"{p}: holds the input {held}, which --overwrite would delete; choose another --out"
+        )
+    for parent in p.parents:
+        if os.path.lexists(parent) and not parent.is_dir():
+            raise InputError(f"{parent}: is a file, not a folder; {_OUT_HINT}")
+    return p
+
+
+def require_file(path: PathLike, what: str) -> Path:
+    """``path`` as a Path, checked to be an existing file (not a folder).
+
+    Raises:
+        InputFileError: naming the file and what it should have been.
+    """
+    p = Path(path)
+    _require_file(p, what)
+    return p
+
+
 @contextlib.contextmanager
 def output_dir(
     path: PathLike, *, overwrite: bool = False, inputs: Sequence[PathLike] = ()
@@ -593,15 +629,7 @@ def output_dir(
         InputError: if ``path`` is a file or holds one of ``inputs``, or its folder cannot be
             made or written (the message names the folder, or the file in the way).
     """
-    p = Path(path)
-    if os.path.lexists(p) and not p.is_dir():
-        raise InputError(f"{p}: is a file, not an output folder; choose another --out")
-    if p.exists() and not overwrite:
-        raise OutputExistsError(f"{p}: output folder exists; pass --overwrite or choose another")
-    if p.exists() and (held := _holds(p, inputs)) is not None:
-        raise InputError(
-            f"{p}: holds the input {held}, which --overwrite would delete; choose another --out"
-        )
+    p = check_output_dir(path, overwrite=overwrite, inputs=inputs)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(p)

@@ -317,6 +317,7 @@ def predict(
 ) -> None:
     """Predict a probability COG and solar-farm polygons for a scene."""
     from data_prep.sentinel2 import open_scene
+    from solarmap.geo import check_output_dir
     from solarmap.model import load_checkpoint
     from solarmap.predict import PredictConfig, predict_scene
 
@@ -328,6 +329,7 @@ def predict(
         threshold=threshold,
         min_area_m2=min_area,
     )
+    check_output_dir(out, overwrite=overwrite, inputs=[scene, checkpoint])
     ckpt = load_checkpoint(checkpoint)
     with open_scene(scene, scl=scl, options=scene_options) as src:
         res = predict_scene(src, ckpt, out, config=cfg, overwrite=overwrite)
@@ -435,8 +437,9 @@ def _explain(
     **method_options: Any,
 ) -> None:
     from attribute.explain import ExplainConfig, explain_scene
-    from attribute.targets import parse_targets
+    from attribute.targets import is_point_target, parse_targets
     from data_prep.sentinel2 import open_scene
+    from solarmap.geo import check_output_dir, require_file
     from solarmap.model import load_checkpoint
 
     scene_options = _scene_options(scale, allow_resolution)
@@ -449,6 +452,9 @@ def _explain(
         batch_size=batch_size,
         options=method_options,
     )
+    check_output_dir(out, overwrite=overwrite, inputs=[scene, checkpoint])
+    if not is_point_target(target):
+        require_file(target, "target file")
     ckpt = load_checkpoint(checkpoint)
     with open_scene(scene, scl=scl, options=scene_options) as src:
         targets = parse_targets(target, scene_crs=src.info.crs, top=top)

@@ -4,7 +4,9 @@ with the one-line message it must end with.
 A case builds whatever files it needs under a fresh folder, runs ``solarmap`` in-process and
 checks the promise every command makes: exit code 2 (or the case's code), exactly one line on
 stderr that names what was wrong (every word of ``words`` appears in it), no traceback, and
-nothing under ``--out`` (nor a half-written ``.NAME.*.partial`` beside it).
+nothing under ``--out`` (nor a half-written ``.NAME.*.partial`` beside it). Run again at the
+default log level, the same error is the last line, after nothing but INFO notes of the work
+that succeeded before the mistake was found (no warning, no progress bar).
 
 Cases live in ``test_<command>.py`` files of this folder as ``CASES: list[Case]``;
 ``test_count.py`` checks the corpus stays at least :data:`MINIMUM` cases.
@@ -69,6 +71,13 @@ def run_case(case: Case, inputs: Inputs, tmp_path: Path, capsys: pytest.CaptureF
         assert word in lines[0], (case.id, word, lines[0])
     assert not out.exists(), (case.id, "output left under --out")
     assert not list(tmp_path.glob(".out.*.partial")), (case.id, "partial output left")
+    if "-q" in argv:  # at the default log level: the same error, after notes of work done
+        code = main([a for a in argv if a != "-q"])
+        verbose = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert code == case.code and verbose[-1] == lines[0], (case.id, verbose[-5:])
+        notes = verbose[:-1]
+        assert all(ln.startswith("INFO ") for ln in notes), (case.id, notes)
+        assert not out.exists(), (case.id, "output left under --out")
     return lines[0]
 
 
