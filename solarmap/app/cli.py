@@ -48,7 +48,7 @@ def _global(
             "-v",
             "--verbose",
             count=True,
-            help="A counter: -v debug log, -vv also the libraries' (GDAL, osmnx...) debug log.",
+            help="A counter: -v debug log, -vv also the libraries' (GDAL, osmnx) debug log.",
         ),
     ] = 0,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Warnings only, no bars.")] = False,
@@ -113,7 +113,7 @@ _DEMO_DATA_OPTIONS = {
 }
 
 
-@app.command("demo-data")
+@app.command("demo-data", short_help="Generate a demo region: scene, SCL, OSM labels, truth.")
 def demo_data(
     out: Annotated[Path, typer.Option("--out", help="Folder to create.")],
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same region.")] = 0,
@@ -154,7 +154,7 @@ def demo_data(
     )
 
 
-@app.command()
+@app.command(short_help="Label scenes with OSM solar polygons; cut chips.")
 def prepare(
     scene: Annotated[
         list[Path],
@@ -211,7 +211,7 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
         raise InputError(f"{option} {text!r}: give comma-separated integers") from err
 
 
-@app.command()
+@app.command(short_help="Train the U-Net on prepared chips.")
 def train(
     chips: Annotated[Path, typer.Option(help="Folder written by `solarmap prepare`.")],
     out: Annotated[
@@ -295,7 +295,7 @@ def _a_scene_of(chips: Path) -> str:
         return "SCENE.tif"
 
 
-@app.command()
+@app.command(short_help="Probability COG and solar-farm polygons of a scene.")
 def predict(
     scene: Annotated[Path, typer.Option(help="Scene: GeoTIFF, band folder or .SAFE.")],
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint folder from `solarmap train`.")],
@@ -346,7 +346,7 @@ def predict(
         _next(f"open {_q(res.probability)} in QGIS (no pixel reached the threshold)")
 
 
-@app.command()
+@app.command(short_help="Pixel and object metrics against ground truth.")
 def evaluate(
     prediction: Annotated[Path, typer.Option(help="Folder written by `solarmap predict`.")],
     truth: Annotated[
@@ -393,7 +393,7 @@ def _echo_metrics(metrics: dict) -> None:
         )
 
 
-@app.command()
+@app.command(short_help="The whole spine on the built-in demo region.")
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-out"),
     size: Annotated[int, typer.Option(help="Training region side, pixels.")] = 2048,
@@ -509,7 +509,9 @@ def _explain_command() -> Callable[..., None]:
     return explain
 
 
-app.command("explain")(_explain_command())
+app.command("explain", short_help="Attribution maps: why the model calls a target solar.")(
+    _explain_command()
+)
 
 
 class Interrupted(BaseException):
@@ -556,10 +558,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except typer.Abort:
         return 1
-    except typer.TyperException as err:  # usage errors: click's own message and exit code
-        show = getattr(err, "show", None)
-        if callable(show):
-            show()
+    except typer.TyperException as err:  # usage errors from click, inside typer
+        ctx = getattr(err, "ctx", None)
+        message = getattr(err, "format_message", None)
+        if ctx is None or not callable(message) or "NoArgsIsHelp" in type(err).__name__:
+            show = getattr(err, "show", None)  # bare `solarmap`: the help itself
+            if callable(show):
+                show()
+            return int(getattr(err, "exit_code", 2))
+        where = ctx.command_path or "solarmap"
+        print(f"solarmap: error: {message().rstrip('.')}; see `{where} --help`", file=sys.stderr)
         return int(getattr(err, "exit_code", 2))
     return 0
 

@@ -256,6 +256,8 @@ def test_help_shows_every_default_whole(width: int) -> None:
                 assert f"[default: {default}]" in flat, (name, param.name, width)
     top = CliRunner().invoke(app, ["--help"], terminal_width=width).output
     assert "-vv" in top
+    commands = top[top.index("Commands:") :]
+    assert "..." not in commands  # every command's one-line summary whole
 
 
 def _next_line(out: str) -> str:
