@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from solarmap.geo import output_dir, write_json, write_text, write_vector
+from solarmap.geo import output_dir, read_vector, write_json, write_text, write_vector
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +103,7 @@ def run_demo(
         )
         # The targets are stated for farms of 1 ha and more: score those on their own, with
         # detections of the same size.
-        import geopandas as gpd
-
-        polys = gpd.read_file(pred.polygons)
+        polys = read_vector(pred.polygons, what="predicted polygons")
         big = tmp / "prediction" / ".polygons_ge_1ha.gpkg"
         write_vector(polys[polys["area_m2"] >= 1e4], big, layer="solar")
         metrics["object_ge_1ha"] = evaluate_prediction(
