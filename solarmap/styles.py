@@ -401,6 +401,57 @@ def _diverging_items(lim: float) -> list[tuple[float, str, float, str]]:
 # --------------------------------------------------------------------------------------------
 
 
+def _graduated(
+    attr: str,
+    classes: Sequence[tuple[float, float, str, str]],
+    *,
+    outline: str,
+    alpha: float,
+    outline_width: float,
+    source_fill: str,
+    symmetric: bool,
+    precision: int,
+) -> ET.Element:
+    """A graduated renderer on ``attr``: one filled class per ``(lower, upper, label, colour)``,
+    outlined in ``outline``; ``symmetric`` marks the classes as symmetric around 0."""
+    ranges = _el("ranges")
+    symbols = _el("symbols")
+    for i, (lo, hi, label, colour) in enumerate(classes):
+        ranges.append(
+            _el(
+                "range",
+                {
+                    "lower": _num(lo),
+                    "upper": _num(hi),
+                    "symbol": i,
+                    "label": label,
+                    "render": "true",
+                },
+            )
+        )
+        symbols.append(_fill(str(i), colour, outline, alpha=alpha, outline_width=outline_width))
+    return _el(
+        "renderer-v2",
+        {
+            "type": "graduatedSymbol",
+            "attr": attr,
+            "graduatedMethod": "GraduatedColor",
+            "symbollevels": 0,
+            "enableorderby": 0,
+            "forceraster": 0,
+        },
+        ranges,
+        symbols,
+        _el("source-symbol", None, _fill("0", source_fill, outline, alpha=alpha)),
+        _el(
+            "classificationMethod",
+            {"id": "EqualInterval"},
+            _el("symmetricMode", {"enabled": int(symmetric), "symmetrypoint": 0, "astride": 0}),
+            _el("labelFormat", {"format": "%1 – %2", "labelprecision": precision}),
+        ),
+    )
+
+
 def detections_style(*, threshold: float, classes: int = 5) -> VectorStyle:
     """Predicted solar polygons (``polygons.gpkg``, layer ``solar``): filled by ``mean_prob``
     in ``classes`` equal steps from ``threshold`` to 1 (yellow to dark red), labelled with area
@@ -425,41 +476,19 @@ def detections_style(*, threshold: float, classes: int = 5) -> VectorStyle:
     )
 
     def style(gdf: Any) -> str:
-        ranges = _el("ranges")
-        symbols = _el("symbols")
-        for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
-            ranges.append(
-                _el(
-                    "range",
-                    {
-                        "lower": _num(lowest if i == 0 else lo),
-                        "upper": _num(hi),
-                        "symbol": i,
-                        "label": f"{lo:.2f} – {hi:.2f}",
-                        "render": "true",
-                    },
-                )
-            )
-            symbols.append(_fill(str(i), colours[i], "#67000d", alpha=0.75, outline_width=0.4))
-        renderer = _el(
-            "renderer-v2",
-            {
-                "type": "graduatedSymbol",
-                "attr": "mean_prob",
-                "graduatedMethod": "GraduatedColor",
-                "symbollevels": 0,
-                "enableorderby": 0,
-                "forceraster": 0,
-            },
-            ranges,
-            symbols,
-            _el("source-symbol", None, _fill("0", _YLORRD[2], "#67000d", alpha=0.75)),
-            _el(
-                "classificationMethod",
-                {"id": "EqualInterval"},
-                _el("symmetricMode", {"enabled": 0, "symmetrypoint": 0, "astride": 0}),
-                _el("labelFormat", {"format": "%1 – %2", "labelprecision": 2}),
-            ),
+        classes_ = [
+            (lowest if i == 0 else lo, hi, f"{lo:.2f} – {hi:.2f}", colours[i])
+            for i, (lo, hi) in enumerate(itertools.pairwise(edges))
+        ]
+        renderer = _graduated(
+            "mean_prob",
+            classes_,
+            outline="#67000d",
+            alpha=0.75,
+            outline_width=0.4,
+            source_fill=_YLORRD[2],
+            symmetric=False,
+            precision=2,
         )
         return _vector_document(
             renderer,
@@ -559,42 +588,19 @@ def superpixels_style(*, column: str = "value") -> VectorStyle:
         n = len(_RDBU)
         edges = [lim * (2 * i / n - 1) for i in range(n + 1)]
         edges[0], edges[-1] = -lim * (1 + 1e-9), lim * (1 + 1e-9)  # the extremes stay inside
-        ranges = _el("ranges")
-        symbols = _el("symbols")
-        for i, colour in enumerate(_RDBU):
-            lo, hi = edges[i], edges[i + 1]
-            ranges.append(
-                _el(
-                    "range",
-                    {
-                        "lower": _num(lo),
-                        "upper": _num(hi),
-                        "symbol": i,
-                        "label": f"{lo:+.3g} – {hi:+.3g}",
-                        "render": "true",
-                    },
-                )
-            )
-            symbols.append(_fill(str(i), colour, "#404040", alpha=0.8, outline_width=0.1))
-        renderer = _el(
-            "renderer-v2",
-            {
-                "type": "graduatedSymbol",
-                "attr": column,
-                "graduatedMethod": "GraduatedColor",
-                "symbollevels": 0,
-                "enableorderby": 0,
-                "forceraster": 0,
-            },
-            ranges,
-            symbols,
-            _el("source-symbol", None, _fill("0", "#f7f7f7", "#404040", alpha=0.8)),
-            _el(
-                "classificationMethod",
-                {"id": "EqualInterval"},
-                _el("symmetricMode", {"enabled": 1, "symmetrypoint": 0, "astride": 0}),
-                _el("labelFormat", {"format": "%1 – %2", "labelprecision": 3}),
-            ),
+        classes_ = [
+            (edges[i], edges[i + 1], f"{edges[i]:+.3g} – {edges[i + 1]:+.3g}", colour)
+            for i, colour in enumerate(_RDBU)
+        ]
+        renderer = _graduated(
+            column,
+            classes_,
+            outline="#404040",
+            alpha=0.8,
+            outline_width=0.1,
+            source_fill="#f7f7f7",
+            symmetric=True,
+            precision=3,
         )
         return _vector_document(
             renderer,
