@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import geopandas as gpd
 import numpy as np
 import torch
 from captum.attr import IntegratedGradients
@@ -26,6 +25,7 @@ from attribute.base import BaselineName, make_baseline
 from attribute.integrated_gradients import Rule, integrated_gradients
 from attribute.targets import read_target
 from data_prep.sentinel2 import open_scene
+from solarmap.geo import read_vector
 from solarmap.model import load_checkpoint
 
 
@@ -39,7 +39,7 @@ def main() -> None:
     ck = load_checkpoint(args.checkpoint)
     ck.freeze()
     zero = ck.zero_reflectance()
-    polys = gpd.read_file(args.predictions).sort_values("area_m2", ascending=False)
+    polys = read_vector(args.predictions).sort_values("area_m2", ascending=False)
     baselines: tuple[BaselineName, ...] = ("zero", "blur", "median")
     rules: tuple[Rule, ...] = ("midpoint", "trapezoid")
     combos = [(b, r) for b in baselines for r in rules]

@@ -17,9 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import geopandas as gpd
 import numpy as np
 
+from solarmap.geo import read_vector
 from train.evaluate import scores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +68,7 @@ def main() -> None:
             "15",
             "--overwrite",
         )
-        chips = gpd.read_file(work / "prepared" / "chips.gpkg")
+        chips = read_vector(work / "prepared" / "chips.gpkg")
         print(
             f"{'split':<6} {'scenes':>6} {'pixel IoU':>9} {'prec':>6} {'recall':>6} "
             f"{'farms found':>11} {'detections correct':>18}"

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import geopandas as gpd
 import torch
 from rasterio.windows import Window
 
 from attribute.targets import RegionTarget, read_target, target_window
 from data_prep.sentinel2 import open_scene
+from solarmap.geo import read_vector
 from solarmap.model import Checkpoint, load_checkpoint
 
 
@@ -51,7 +51,7 @@ def load_window(
     """
     ck = load_checkpoint(checkpoint)
     ck.freeze()
-    polys = gpd.read_file(predictions).sort_values("area_m2", ascending=False)
+    polys = read_vector(predictions).sort_values("area_m2", ascending=False)
     with open_scene(scene_path) as scene:
         info = scene.info
         res = abs(info.transform.a)
