@@ -1,5 +1,5 @@
 """``python -m solarmap``."""
 
-from solarmap.app.cli import run
+from solarmap.app.signals import run
 
 run()

@@ -7,22 +7,20 @@ them.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
 import logging
 import os
 import shlex
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from solarmap.app.logs import configure_logging
+from solarmap.app.signals import Interrupted, signals_unwind
 from solarmap.errors import InputError, SolarmapError
 from solarmap.progress import set_progress
 
@@ -514,38 +512,11 @@ app.command("explain", short_help="Attribution maps: why the model calls a targe
 )
 
 
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived: unwinds like KeyboardInterrupt (every half-written output is
-    removed on the way), but past click and typer, which would turn it into an exit code."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _raise_interrupted(signum: int, _frame: object) -> None:
-    raise Interrupted(signum)
-
-
-@contextlib.contextmanager
-def _signals_unwind() -> Iterator[None]:
-    """SIGINT and SIGTERM raise :class:`Interrupted` while the block runs (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    saved = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in saved.items():
-            signal.signal(s, handler)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning solarmap errors into one line and exit code 2, and
     SIGINT / SIGTERM into ``solarmap: interrupted`` and exit code 130 / 143."""
     try:
-        with _signals_unwind():
+        with signals_unwind():
             app(args=argv, prog_name="solarmap", standalone_mode=False)
     except Interrupted as err:
         print("solarmap: interrupted", file=sys.stderr)
@@ -570,8 +541,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"solarmap: error: {message().rstrip('.')}; see `{where} --help`", file=sys.stderr)
         return int(getattr(err, "exit_code", 2))
     return 0
-
-
-def run() -> None:
-    """Console-script wrapper."""
-    sys.exit(main())
