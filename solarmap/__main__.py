@@ -1,5 +1,5 @@
 """``python -m solarmap``."""
 
-from solarmap.app.signals import run
+from solarmap.app.entry import run
 
 run()

@@ -1,15 +1,14 @@
 """SIGINT and SIGTERM as an exception that unwinds every half-written output.
 
-Kept apart from the command line, and light to import, so that the console script installs the
-handlers before it imports the commands (and torch with them): a signal during start-up ends
-the run as cleanly as one during the work.
+Kept apart from the command line, and light to import, so that the console script
+(:mod:`solarmap.app.entry`) installs the handlers before it imports the commands (and torch with
+them): a signal during start-up ends the run as cleanly as one during the work.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 
@@ -39,16 +38,3 @@ def signals_unwind() -> Iterator[None]:
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)
-
-
-def run() -> None:
-    """Console-script entry point: the handlers first, then the commands."""
-    with signals_unwind():
-        try:
-            from solarmap.app.cli import main
-
-            code = main()
-        except Interrupted as err:  # while the commands were imported, or main unwound
-            print("solarmap: interrupted", file=sys.stderr)
-            code = 128 + err.signum
-    sys.exit(code)
