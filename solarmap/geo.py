@@ -53,11 +53,18 @@ LAYER_STYLES = "layer_styles"
 GDAL_CACHE_BYTES = 256 * 1024**2
 
 
-def _require_file(path: Path, what: str) -> None:
-    if not path.exists():
-        raise InputFileError(f"{path}: {what} not found; check the path")
-    if path.is_dir():
-        raise InputFileError(f"{path}: is a folder; give a file (the {what})")
+def require_file(path: PathLike, what: str) -> Path:
+    """``path`` as a Path, checked to be an existing file (not a folder).
+
+    Raises:
+        InputFileError: naming the file and what it should have been.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputFileError(f"{p}: {what} not found; check the path")
+    if p.is_dir():
+        raise InputFileError(f"{p}: is a folder; give a file (the {what})")
+    return p
 
 
 #: Leading bytes of file kinds a user may pass where a raster or a vector file is expected.
@@ -163,7 +170,7 @@ def open_raster(path: PathLike, *, what: str = "raster") -> rasterio.DatasetRead
             a raster (the message says what the file holds instead, where its bytes tell).
     """
     p = Path(path)
-    _require_file(p, what)
+    require_file(p, what)
     try:
         ds = rasterio.open(p)
     except RasterioIOError as err:
@@ -202,7 +209,7 @@ def read_vector(path: PathLike, *, what: str = "vector file", **kwargs: Any) -> 
     import pyogrio.errors
 
     p = Path(path)
-    _require_file(p, what)
+    require_file(p, what)
     if _file_kind(p) == "empty":
         raise InputFileError(f"{p}: the file is empty (0 bytes); re-export it or give another")
     try:
@@ -379,12 +386,16 @@ def _umask() -> int:
     return umask
 
 
+def _file_in_the_way(folders: Sequence[Path]) -> Path | None:
+    """The first of ``folders`` that exists but is a file (or a link to one), if any."""
+    return next((f for f in folders if os.path.lexists(f) and not f.is_dir()), None)
+
+
 def _unwritable(folder: Path, err: OSError, *, hint: str) -> InputError:
     """The one-line error for a folder that cannot be made or written: names the file that is
     in the way, or the folder and why."""
-    for parent in (folder, *folder.parents):
-        if os.path.lexists(parent) and not parent.is_dir():
-            return InputError(f"{parent}: is a file, not a folder; {hint}")
+    if (blocker := _file_in_the_way([folder, *folder.parents])) is not None:
+        return InputError(f"{blocker}: is a file, not a folder; {hint}")
     return InputError(f"{folder}: cannot write there ({err.strerror or err}); {hint}")
 
 
@@ -589,20 +600,8 @@ def check_output_dir(
         raise InputError(
             f"{p}: holds the input {held}, which --overwrite would delete; choose another --out"
         )
-    for parent in p.parents:
-        if os.path.lexists(parent) and not parent.is_dir():
-            raise InputError(f"{parent}: is a file, not a folder; {_OUT_HINT}")
-    return p
-
-
-def require_file(path: PathLike, what: str) -> Path:
-    """``path`` as a Path, checked to be an existing file (not a folder).
-
-    Raises:
-        InputFileError: naming the file and what it should have been.
-    """
-    p = Path(path)
-    _require_file(p, what)
+    if (blocker := _file_in_the_way(list(p.parents))) is not None:
+        raise InputError(f"{blocker}: is a file, not a folder; {_OUT_HINT}")
     return p
 
 
