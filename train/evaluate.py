@@ -110,6 +110,26 @@ def harmonic_mean(precision: Count, recall: Count) -> Count:
     return _ratio(2 * precision * recall, precision + recall)
 
 
+def roc_auc(score: np.ndarray, truth: np.ndarray) -> float:
+    """Pixel ROC-AUC of any real-valued ``score`` (higher = more solar) against ``truth``
+    (0 background, 1 solar, 255 ignore; NaN scores are skipped): the Mann-Whitney U statistic
+    from average ranks, so ties count one half. NaN when either class is absent.
+
+    Written here rather than taken from scikit-learn, which the project does not depend on;
+    scipy's ``rankdata`` does the ranking.
+    """
+    from scipy.stats import rankdata
+
+    score, truth = np.asarray(score, np.float64).ravel(), np.asarray(truth).ravel()
+    keep = (truth != IGNORE) & np.isfinite(score)
+    score, solar = score[keep], truth[keep] == SOLAR
+    n_pos, n_neg = int(solar.sum()), int((~solar).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[solar].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def scores(tp: Count, fp: Count, fn: Count) -> dict[str, Count]:
     """``precision``, ``recall``, ``f1`` and ``iou`` from counts (scalars or arrays).
 

@@ -493,3 +493,15 @@ def test_plot_pr_curve_needs_curve_arrays(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="curve misses"):
         plot_pr_curve({"thresholds": np.zeros(3)}, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_roc_auc_known_answers() -> None:
+    from train.evaluate import roc_auc
+
+    truth = np.array([0, 0, 1, 1, 255])
+    assert roc_auc(np.array([0.1, 0.2, 0.8, 0.9, 0.0]), truth) == 1.0
+    assert roc_auc(np.array([0.9, 0.8, 0.2, 0.1, 5.0]), truth) == 0.0
+    assert roc_auc(np.array([0.5, 0.5, 0.5, 0.5, 0.5]), truth) == 0.5
+    # one of four positive/negative pairs is ordered wrongly
+    assert roc_auc(np.array([0.1, 0.6, 0.5, 0.9, 0.0]), truth) == 0.75
+    assert np.isnan(roc_auc(np.array([0.1, 0.2]), np.array([0, 0])))
