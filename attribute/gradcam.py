@@ -26,6 +26,7 @@ from attribute.base import (
     check_window,
 )
 from solarmap.errors import InputError
+from solarmap.networks import FRONT
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +103,24 @@ def gradcam(model: nn.Module, f: ScalarFn, x: torch.Tensor, *, layer: str) -> At
 
 #: Grad-CAM's layer when none is asked: the first decoder block (coarse; later blocks are finer).
 DEFAULT_LAYER = "decoder.blocks.0"
+#: The layer of a model without a decoder (a spectral baseline): its front layer's indices.
+SPECTRAL_LAYER = FRONT
+
+
+def default_layer(model: nn.Module) -> str:
+    """:data:`DEFAULT_LAYER` where the model has it, else its front layer (a spectral model,
+    whose only map-shaped activations are its per-pixel indices)."""
+    names = {n for n, _ in model.named_modules()}
+    return DEFAULT_LAYER if DEFAULT_LAYER in names or FRONT not in names else SPECTRAL_LAYER
+
 
 #: The options this module owns.
 OPTIONS: tuple[Option, ...] = (
-    Option("gradcam_layer", None, f"Grad-CAM: layer name (default {DEFAULT_LAYER})."),
+    Option(
+        "gradcam_layer",
+        None,
+        f"Grad-CAM: layer name (default {DEFAULT_LAYER}; {SPECTRAL_LAYER} for a spectral model).",
+    ),
 )
 
 #: The methods this module gives the registry.
@@ -116,7 +131,7 @@ METHODS: tuple[Method, ...] = (
         summary="Grad-CAM at a decoder layer, upsampled; 1 forward + 1 backward pass",
         cost=lambda ctx: cost_gradcam(),
         run=lambda ctx, f, x: gradcam(
-            ctx.model, f, x, layer=ctx.settings["gradcam_layer"] or DEFAULT_LAYER
+            ctx.model, f, x, layer=ctx.settings["gradcam_layer"] or default_layer(ctx.model)
         ),
         options=("gradcam_layer",),
     ),

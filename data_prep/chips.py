@@ -238,6 +238,38 @@ class BandStatistics:
         }
 
 
+def merge_statistics(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One set of band statistics for several prepared folders (each :meth:`BandStatistics.result`
+    output): pixel-weighted mean and std (exact, from each part's mean and variance), and the
+    widest percentile range (the lowest ``p02``, the highest ``p98``), so that a scene within
+    any of the parts counts as within the whole.
+
+    Raises:
+        InputError: when ``parts`` is empty or a part lacks a key.
+    """
+    if not parts:
+        raise InputError("no band statistics to merge")
+    try:
+        n = np.array([float(p.get("pixels", 1)) for p in parts])
+        mean = np.array([p["mean"] for p in parts], np.float64)
+        std = np.array([p["std"] for p in parts], np.float64)
+        w = n[:, None] / n.sum() if n.sum() > 0 else np.full((len(parts), 1), 1 / len(parts))
+        m = (w * mean).sum(axis=0)
+        var = (w * (std**2 + mean**2)).sum(axis=0) - m**2
+        out: dict[str, Any] = {
+            "bands": parts[0]["bands"],
+            "mean": m.round(6).tolist(),
+            "std": np.sqrt(np.maximum(var, 0.0)).round(6).tolist(),
+            "pixels": int(n.sum()),
+        }
+        if all("p02" in p and "p98" in p for p in parts):
+            out["p02"] = np.min([p["p02"] for p in parts], axis=0).round(6).tolist()
+            out["p98"] = np.max([p["p98"] for p in parts], axis=0).round(6).tolist()
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(f"band statistics to merge lack {err}") from err
+    return out
+
+
 def chip_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """A DataFrame of chip rows with the index's column order."""
     cols = [

@@ -19,12 +19,13 @@ import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 import solarmap
 from solarmap.bands import BANDS
 from solarmap.errors import CheckpointError, InputError, SolarmapError
 from solarmap.geo import atomic_path, make_folder, write_json
+from solarmap.indices import BandNorm, check_indices
 
 if TYPE_CHECKING:  # torch is imported where it is used: the threshold check and the model
     import torch  # config are cheap to import (`solarmap evaluate` needs no torch)
@@ -65,13 +66,24 @@ def check_threshold(
     return threshold
 
 
+#: Model kinds: the U-Net, or a spectral baseline (a per-pixel logistic regression on spectral
+#: indices, :mod:`solarmap.indices`), the floor any U-Net must beat where it was not trained.
+ModelKind = Literal["unet", "spectral"]
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """U-Net architecture (segmentation-models-pytorch ``Unet``).
+    """A solarmap model: a U-Net (segmentation-models-pytorch ``Unet``) or a spectral baseline.
 
     The default encoder was chosen by measurement on a 2-core CPU (``benchmarks/``): timm's
     MobileNetV3-small with a slim decoder trains several times faster than resnet18 at the same
     quality on the demo region.
+
+    ``norm`` and ``indices`` choose the network's input channels (:mod:`solarmap.indices`):
+    the bands as normalised with the training statistics (``dataset``), standardised per input
+    window (``chip``) or left out (``none``), plus any spectral indices. Every model takes the
+    same input, the ``in_channels`` contract bands normalised with the checkpoint's statistics.
+    A spectral model uses ``indices`` only; its encoder fields are unused.
     """
 
     encoder: str = "tu-mobilenetv3_small_100"
@@ -83,8 +95,27 @@ class ModelConfig:
     #: BatchNorm momentum for every BN layer. smp's EfficientNet encoders ship with 0.01, which
     #: leaves running statistics far from the data after short training (eval mode breaks).
     bn_momentum: float | None = 0.1
+    kind: ModelKind = "unet"
+    norm: BandNorm = "dataset"
+    indices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.kind not in get_args(ModelKind):
+            raise InputError(f"model kind {self.kind!r}: choose {', '.join(get_args(ModelKind))}")
+        if self.norm not in get_args(BandNorm):
+            raise InputError(
+                f"band normalisation {self.norm!r}: choose {', '.join(get_args(BandNorm))}"
+            )
+        if not isinstance(self.indices, tuple):
+            raise InputError(f"indices {self.indices!r} are not a list of index names")
+        if self.indices:
+            check_indices(self.indices)
+        if self.kind == "spectral":
+            if not self.indices:
+                raise InputError("a spectral model needs at least one index")
+            object.__setattr__(self, "norm", "none")  # it sees its indices only
+        elif self.norm == "none" and not self.indices:
+            raise InputError("band normalisation none leaves the U-Net no input; add --indices")
         if not isinstance(self.encoder, str) or not self.encoder:
             raise InputError(f"encoder {self.encoder!r} is not a name; use e.g. {ENCODER_EXAMPLE}")
         if not _is_int(self.encoder_depth) or not 1 <= self.encoder_depth <= 5:
@@ -107,7 +138,19 @@ class ModelConfig:
     @property
     def multiple(self) -> int:
         """Input height and width must be multiples of this."""
-        return int(2**self.encoder_depth)
+        return 1 if self.kind == "spectral" else int(2**self.encoder_depth)
+
+    @property
+    def net_channels(self) -> int:
+        """Channels the network's first layer takes (bands as chosen by ``norm``, indices)."""
+        if self.kind == "spectral":
+            return len(self.indices)
+        return (0 if self.norm == "none" else self.in_channels) + len(self.indices)
+
+    @property
+    def plain(self) -> bool:
+        """A bare smp U-Net on the normalised bands: no front layer (the original layout)."""
+        return self.kind == "unet" and self.norm == "dataset" and not self.indices
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
@@ -121,6 +164,10 @@ class ModelConfig:
         if not isinstance(channels, list | tuple):
             raise CheckpointError(f"decoder_channels {channels!r} is not a list of widths")
         kw["decoder_channels"] = tuple(channels)
+        indices = kw.get("indices", ())
+        if not isinstance(indices, list | tuple):
+            raise CheckpointError(f"indices {indices!r} is not a list of index names")
+        kw["indices"] = tuple(indices)
         return cls(**kw)
 
 
@@ -157,20 +204,43 @@ def check_encoder(name: str, *, what: str = "encoder") -> str:
     return name
 
 
-def build_model(config: ModelConfig | None = None) -> nn.Module:
-    """Build the U-Net.
+def build_model(
+    config: ModelConfig | None = None,
+    *,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
+) -> nn.Module:
+    """Build the model of ``config``: a U-Net, or the spectral baseline.
 
     ``encoder_weights`` may be ``None`` (random init, the default: nothing is downloaded),
     a name smp knows (``"imagenet"``: downloaded by smp/timm, needs network), or a path to a
     local ``.safetensors`` file holding encoder weights.
 
+    ``mean`` and ``std`` are the per-band input normalisation (reflectance 0-1, the checkpoint's
+    ``normalisation``); a model with a front layer (:mod:`solarmap.networks`) uses them to
+    recover reflectance for its indices and per-chip standardisation. Without them the input
+    is taken as reflectance.
+
     Raises:
         InputError: on an unknown encoder or weights that cannot be had.
     """
+    from solarmap.networks import BandFeatures, SpectralNet, attach_front
+
+    cfg = config or ModelConfig()
+    mean = list(mean) if mean is not None else [0.0] * cfg.in_channels
+    std = list(std) if std is not None else [1.0] * cfg.in_channels
+    if cfg.kind == "spectral":
+        return SpectralNet(BandFeatures(mean, std, norm="none", indices=cfg.indices))
+    model = _build_unet(cfg)
+    if not cfg.plain:
+        attach_front(model, BandFeatures(mean, std, norm=cfg.norm, indices=cfg.indices))
+    return model
+
+
+def _build_unet(cfg: ModelConfig) -> nn.Module:
     import segmentation_models_pytorch as smp
     from torch import nn
 
-    cfg = config or ModelConfig()
     weights = cfg.encoder_weights
     local = weights is not None and Path(weights).suffix == ".safetensors"
     try:
@@ -179,7 +249,7 @@ def build_model(config: ModelConfig | None = None) -> nn.Module:
             encoder_depth=cfg.encoder_depth,
             encoder_weights=None if local else weights,
             decoder_channels=cfg.decoder_channels,
-            in_channels=cfg.in_channels,
+            in_channels=cfg.net_channels,
             classes=cfg.classes,
         )
     except (KeyError, ValueError, RuntimeError, TypeError) as err:
@@ -324,7 +394,7 @@ def random_checkpoint(
         )
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(seed)
-        model = build_model(cfg).eval()
+        model = build_model(cfg, mean=[mean] * len(BANDS), std=[std] * len(BANDS)).eval()
     meta = {
         "bands": list(BANDS),
         "normalisation": {"mean": [mean] * len(BANDS), "std": [std] * len(BANDS)},
@@ -537,7 +607,8 @@ def _read_metadata(weights: Path, meta: dict[str, Any]) -> tuple[Any, ...]:
             f"lists {len(bands)} bands; {_FIX}"
         )
     try:
-        check_encoder(config.encoder, what=f"{weights}: encoder")
+        if config.kind == "unet":
+            check_encoder(config.encoder, what=f"{weights}: encoder")
     except InputError as err:
         raise CheckpointError(str(err)) from err
     return config, tuple(bands), mean, std, threshold, chip_size
@@ -598,7 +669,7 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> 
     _check_readable_copy(weights, meta)
     config, bands, mean, std, threshold, chip_size = _read_metadata(weights, meta)
     try:
-        model = build_model(dataclasses.replace(config, encoder_weights=None))
+        model = build_model(dataclasses.replace(config, encoder_weights=None), mean=mean, std=std)
     except InputError as err:
         raise CheckpointError(f"{weights}: {err}; {_FIX}") from err
     misfit = _misfit(model.state_dict(), state)
@@ -610,10 +681,10 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> 
         first = str(err).splitlines()[0]
         raise CheckpointError(f"{weights}: weights do not fit the model config ({first})") from err
     channels = _first_conv_channels(model)
-    if channels is not None and channels != len(bands):
+    if channels is not None and channels != config.net_channels:
         raise CheckpointError(
-            f"{weights}: the weights take {channels} input channels but the metadata lists "
-            f"{len(bands)} bands; {_FIX}"
+            f"{weights}: the weights take {channels} input channels but the model config "
+            f"gives {config.net_channels}; {_FIX}"
         )
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:

@@ -22,6 +22,7 @@ from data_prep.rasterize import IGNORE
 from solarmap.bands import BANDS
 from solarmap.errors import InputError, InputFileError
 from solarmap.geo import open_raster, read_vector
+from train.augment import Augment
 
 log = logging.getLogger(__name__)
 
@@ -118,24 +119,24 @@ class ChipDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
 
     Items are ``(x, y, valid)``: normalised input ``Tensor[10, S, S]`` (no data → 0), target
     ``Tensor[1, S, S]`` in {0, 1}, and ``Tensor[1, S, S]`` 1 where the pixel counts (mask not
-    255). With ``augment``, a random dihedral transform (flips / 90° rotations) and a mild
-    per-band brightness factor ``1 + N(0, brightness)`` are applied.
+    255). With ``augment`` (:class:`~train.augment.Augment`), each item is varied spectrally and
+    geometrically with the dataset's own seeded generator. ``split=None`` takes every split
+    (a held-out region used whole for validation).
     """
 
     def __init__(
         self,
         root: str | Path,
-        split: SplitName,
+        split: SplitName | None,
         *,
         selected_only: bool = True,
-        augment: bool = False,
-        brightness: float = 0.03,
+        augment: Augment | None = None,
         stats: dict[str, Any] | None = None,
         seed: int = 0,
     ) -> None:
         self.root = Path(root)
         index = read_chip_index(self.root)
-        rows = index[index["split"] == split]
+        rows = index if split is None else index[index["split"] == split]
         if selected_only:
             rows = rows[rows["selected"].astype(bool)]
         self.rows = rows.reset_index(drop=True)
@@ -144,7 +145,6 @@ class ChipDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
         self.mean = np.asarray(self.stats["mean"], np.float32)[:, None, None]
         self.std = np.asarray(self.stats["std"], np.float32)[:, None, None]
         self.augment = augment
-        self.brightness = brightness
         self.rng = np.random.default_rng(seed)
         sizes = self.rows["height"] * self.rows["width"]
         self.chip_size = int(self.rows["height"].max()) if len(self.rows) else 0
@@ -167,13 +167,8 @@ class ChipDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = self.raw(i)
-        if self.augment:
-            if self.brightness > 0:
-                x = x * (1 + self.rng.normal(0, self.brightness, (x.shape[0], 1, 1)))
-            k = int(self.rng.integers(4))
-            x, y = np.rot90(x, k, axes=(1, 2)), np.rot90(y, k)
-            if self.rng.random() < 0.5:
-                x, y = x[:, :, ::-1], y[:, ::-1]
+        if self.augment is not None:
+            x, y = self.augment.apply(x, y, self.rng)
         xn = np.nan_to_num((x - self.mean) / self.std, nan=0.0).astype(np.float32)
         valid = (y != IGNORE).astype(np.float32)[None]
         target = (y == 1).astype(np.float32)[None]

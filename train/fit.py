@@ -1,9 +1,20 @@
 """Train the solar U-Net on prepared chips.
 
-BCE + Dice loss with ignore pixels (255) masked out, AdamW, dihedral and brightness
-augmentation, seeded and deterministic on CPU, early stopping on validation IoU, resumable from
-the last finished epoch. The decision threshold is chosen on the validation split and stored in
-the checkpoint with the metrics and a fingerprint of the training data.
+BCE + Dice loss with ignore pixels (255) masked out, AdamW, spectral and geometric
+augmentation (:mod:`train.augment`), seeded and deterministic on CPU, early stopping on
+validation IoU, resumable from the last finished epoch. The decision threshold is chosen on the
+validation split and stored in the checkpoint with the metrics, the training pixels' band
+statistics (for the out-of-distribution check of predict) and a fingerprint of the training
+data.
+
+Training takes one or several prepared folders (e.g. synthetic regions of several presets and
+real chips), which must share chip size; their statistics are merged. Validation (early
+stopping, threshold) uses the folders' validation splits, or, with ``val_chips``, whole
+held-out folders: model selection on a region the model does not train on.
+
+A spectral model (:class:`~solarmap.model.ModelConfig` ``kind="spectral"``) is fitted in one
+pass instead (:func:`fit_spectral`): a logistic regression on spectral indices, optionally on
+the one index that ranks the training pixels best.
 
 The checkpoint folder is built atomically: nothing appears under its name until the run has
 finished. The state after each epoch is kept beside it in ``.NAME.resume`` (see
@@ -28,28 +39,39 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR
-from torch.utils.data import DataLoader
+from torch.utils.data import ConcatDataset, DataLoader
 
+from data_prep.chips import merge_statistics
+from data_prep.rasterize import IGNORE as IGNORE_LABEL
 from solarmap.bands import BANDS
 from solarmap.errors import CheckpointError, InputError, OutputExistsError, SolarmapError
 from solarmap.geo import atomic_path, make_folder, output_dir, write_json
+from solarmap.indices import all_normalized_differences, index_values
 from solarmap.model import ModelConfig, build_model, check_encoder, save_checkpoint
+from solarmap.networks import SpectralNet
 from solarmap.progress import make_progress
+from train.augment import Augment
 from train.dataset import ChipDataset, read_chip_index, read_stats
-from train.evaluate import PixelCounts, ProbabilityHistogram
+from train.evaluate import PixelCounts, ProbabilityHistogram, roc_auc
 
 log = logging.getLogger(__name__)
 
+#: The chips of one split: of one folder, or of several concatenated.
+Chips = ChipDataset | ConcatDataset
+
+#: The band statistics a checkpoint keeps of its training pixels (``training_stats``; the
+#: out-of-distribution check of predict compares a scene with them).
+TRAINING_STATS_KEYS = ("bands", "mean", "std", "p02", "p98", "pixels")
 #: The folder of a finished checkpoint that holds its last resumable state.
 STATE_DIR = "last"
 #: Files of a resumable state: the epoch record, the weights + optimizer + RNG, the best weights.
@@ -76,12 +98,14 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     patience: int = 10
-    augment: bool = True
-    brightness: float = 0.03
+    augment: Augment | None = field(default_factory=Augment)
     dice_weight: float = 1.0
     seed: int = 0
     max_minutes: float | None = None
     threads: int | None = None
+    #: A spectral model on the single index that ranks the training pixels best (searched
+    #: over every normalized difference), instead of ``model.indices``.
+    search_index: bool = False
 
     def __post_init__(self) -> None:
         for name, value in (
@@ -95,7 +119,6 @@ class TrainConfig:
             raise InputError(f"--lr {self.lr}: give a learning rate > 0 and <= 1 (e.g. 3e-3)")
         for label, amount in (
             ("weight decay", self.weight_decay),
-            ("brightness", self.brightness),
             ("dice weight", self.dice_weight),
         ):
             if not 0.0 <= amount < math.inf:
@@ -109,6 +132,10 @@ class TrainConfig:
             raise InputError(f"--seed {self.seed}: give a whole number from 0 to 2**63 - 1")
         if self.threads is not None and (not _whole(self.threads) or self.threads < 1):
             raise InputError(f"threads {self.threads}: give 1 or more, or None for torch's own")
+        if self.augment is not None and not isinstance(self.augment, Augment):
+            raise InputError(f"augment {self.augment!r}: give an Augment or None for none")
+        if self.search_index and self.model.kind != "spectral":
+            raise InputError("searching the best index is for a spectral model (--model index)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -146,20 +173,22 @@ def masked_bce_dice(
     return bce + dice_weight * dice
 
 
-def data_fingerprint(root: Path) -> str:
-    """SHA-256 over the prepared folder's chip index, statistics and configuration."""
+def data_fingerprint(roots: Path | list[Path]) -> str:
+    """SHA-256 over the prepared folders' chip indexes, statistics and configurations, in
+    order (one folder: the hash of that folder alone)."""
     h = hashlib.sha256()
-    for name in ("chips.gpkg", "stats.json", "config.json"):
-        p = root / name
-        if p.exists():
-            h.update(name.encode())
-            h.update(p.read_bytes())
+    for root in [roots] if isinstance(roots, Path) else roots:
+        for name in ("chips.gpkg", "stats.json", "config.json"):
+            p = root / name
+            if p.exists():
+                h.update(name.encode())
+                h.update(p.read_bytes())
     return h.hexdigest()
 
 
 @torch.inference_mode()
 def score(
-    model: nn.Module, ds: ChipDataset, *, batch_size: int, threshold: float | None = None
+    model: nn.Module, ds: Chips, *, batch_size: int, threshold: float | None = None
 ) -> tuple[ProbabilityHistogram, PixelCounts | None]:
     """Probability histogram (and counts at ``threshold``) of a model over a dataset."""
     model.eval()
@@ -238,44 +267,106 @@ def torch_settings(*, seed: int, threads: int | None = None) -> Iterator[None]:
 
 @dataclass
 class TrainData:
-    """The chips a run uses: normalisation statistics, the train and validation datasets."""
+    """The chips a run uses: the folders, merged normalisation statistics, the train and
+    validation datasets (concatenated over folders) and the shared chip size."""
 
-    root: Path
+    roots: list[Path]
     stats: dict[str, Any]
-    train: ChipDataset
-    val: ChipDataset
+    train: Chips
+    val: Chips
     chip_size: int
+    val_roots: list[Path] = field(default_factory=list)
+
+    @property
+    def root(self) -> Path:
+        """The first training folder."""
+        return self.roots[0]
 
 
-def build_data(root: Path, cfg: TrainConfig) -> TrainData:
-    """Open the train and validation chips of a prepared folder.
+def _parts(ds: Chips) -> list[ChipDataset]:
+    """The folders' datasets of ``ds``."""
+    return [cast(ChipDataset, d) for d in ds.datasets] if isinstance(ds, ConcatDataset) else [ds]
 
-    When the validation chips hold no solar pixel, the train split stands in for them (with a
-    warning): early stopping and the threshold need solar pixels.
+
+def _has_solar(ds: Chips) -> bool:
+    parts = _parts(ds)
+    return any((p.raw(i)[1] == 1).any() for p in parts for i in range(len(p)))
+
+
+def _concat(parts: list[ChipDataset]) -> Chips:
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+def read_training_stats(roots: list[Path]) -> dict[str, Any]:
+    """The band statistics of one prepared folder, or those of several merged."""
+    parts = [read_stats(r) for r in roots]
+    return parts[0] if len(parts) == 1 else merge_statistics(parts)
+
+
+def build_data(
+    roots: Sequence[Path], cfg: TrainConfig, *, val_roots: Sequence[Path] = ()
+) -> TrainData:
+    """Open the train and validation chips of prepared folders.
+
+    Validation uses every chip of ``val_roots`` when given (held-out regions), else the
+    folders' validation splits; when those hold no solar pixel, the train split stands in for
+    them (with a warning): early stopping and the threshold need solar pixels.
 
     Raises:
-        InputError: without training chips, or when the chip size does not fit the model.
+        InputError: without training chips, when the folders' chip sizes differ, when the
+            chip size does not fit the model, or when held-out folders hold no solar pixel.
     """
-    stats = read_stats(root)
-    train_ds = ChipDataset(
-        root, "train", augment=cfg.augment, brightness=cfg.brightness, stats=stats, seed=cfg.seed
-    )
-    val_ds = ChipDataset(root, "val", stats=stats)
-    if len(train_ds) == 0:
-        raise InputError(f"{root}: no training chips; prepare more area or a smaller block size")
-    if len(val_ds) == 0 or not any((val_ds.raw(i)[1] == 1).any() for i in range(len(val_ds))):
+    roots, val_roots = list(roots), list(val_roots)
+    stats = read_training_stats(roots)
+    trains = [
+        ChipDataset(r, "train", augment=cfg.augment, stats=stats, seed=cfg.seed + k)
+        for k, r in enumerate(roots)
+    ]
+    if not any(len(d) for d in trains):
+        where = roots[0] if len(roots) == 1 else ", ".join(map(str, roots))
+        raise InputError(f"{where}: no training chips; prepare more area or a smaller block size")
+    if val_roots:
+        vals = [ChipDataset(r, None, stats=stats) for r in val_roots]
+    else:
+        vals = [ChipDataset(r, "val", stats=stats) for r in roots]
+    sizes = {str(d.root): d.chip_size for d in [*trains, *vals] if len(d)}
+    if len(set(sizes.values())) > 1:
+        listed = ", ".join(f"{r} {n}" for r, n in sizes.items())
+        raise InputError(
+            f"--chips folders cut chips of different sizes ({listed}); prepare them with one "
+            "--chip-size"
+        )
+    val_ds = _concat(vals)
+    if val_roots and not _has_solar(val_ds):
+        raise InputError(
+            f"--val-chips {', '.join(map(str, val_roots))}: no solar pixel to validate on; give "
+            "a held-out region with solar farms"
+        )
+    if not val_roots and (len(val_ds) == 0 or not _has_solar(val_ds)):
         log.warning(
             "no solar pixel in the validation chips: early stopping and the threshold use the "
             "train split (prepare more area or a smaller --block-size for an honest choice)"
         )
-        val_ds = ChipDataset(root, "train", stats=stats)
-    chip_size = train_ds.chip_size
+        val_ds = _concat([ChipDataset(r, "train", stats=stats) for r in roots])
+    chip_size = max(sizes.values())
     if chip_size % cfg.model.multiple:
         raise InputError(
             f"chip size {chip_size} is not a multiple of {cfg.model.multiple}; "
             "prepare with another --chip-size"
         )
-    return TrainData(root=root, stats=stats, train=train_ds, val=val_ds, chip_size=chip_size)
+    return TrainData(
+        roots=roots,
+        stats=stats,
+        train=_concat([d for d in trains if len(d)]),
+        val=val_ds,
+        chip_size=chip_size,
+        val_roots=val_roots,
+    )
+
+
+def test_split(data: TrainData) -> Chips:
+    """The test splits of the training folders (empty when they have none)."""
+    return _concat([ChipDataset(r, "test", stats=data.stats) for r in data.roots])
 
 
 @dataclass
@@ -287,15 +378,15 @@ class TrainParts:
     sched: CosineAnnealingLR
 
 
-def build_parts(cfg: TrainConfig) -> TrainParts:
-    """The U-Net (seeded random weights: uses torch's generator), AdamW and a cosine schedule
-    over ``cfg.epochs``."""
-    model = build_model(cfg.model)
+def build_parts(cfg: TrainConfig, stats: dict[str, Any]) -> TrainParts:
+    """The U-Net (seeded random weights: uses torch's generator; its front layer, if any, with
+    the normalisation ``stats``), AdamW and a cosine schedule over ``cfg.epochs``."""
+    model = build_model(cfg.model, mean=stats["mean"], std=stats["std"])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     return TrainParts(model=model, opt=opt, sched=CosineAnnealingLR(opt, T_max=cfg.epochs))
 
 
-def train_loader(ds: ChipDataset, cfg: TrainConfig) -> DataLoader:
+def train_loader(ds: Chips, cfg: TrainConfig) -> DataLoader:
     """Shuffled batches, drawn with a generator of their own seeded with ``cfg.seed``."""
     gen = torch.Generator().manual_seed(cfg.seed)
     return DataLoader(
@@ -383,11 +474,11 @@ class TrainRecord:
         return record
 
 
-def run_identity(cfg: TrainConfig, root: Path) -> dict[str, Any]:
-    """What a resumable state belongs to: the architecture and the training data's fingerprint
-    (plain JSON, as stored in the state)."""
+def run_identity(cfg: TrainConfig, roots: list[Path]) -> dict[str, Any]:
+    """What a resumable state belongs to: the architecture and the training (and held-out)
+    data's fingerprint (plain JSON, as stored in the state)."""
     model = {k: v for k, v in cfg.model.__dict__.items() if k != "encoder_weights"}
-    identity = {"model": model, "data_fingerprint": data_fingerprint(root)}
+    identity = {"model": model, "data_fingerprint": data_fingerprint(roots)}
     return json.loads(json.dumps(identity))
 
 
@@ -453,7 +544,7 @@ def run_epoch(parts: TrainParts, loader: DataLoader, cfg: TrainConfig) -> tuple[
     return float(np.mean(losses)), seen
 
 
-def validate(model: nn.Module, ds: ChipDataset, *, batch_size: int) -> float:
+def validate(model: nn.Module, ds: Chips, *, batch_size: int) -> float:
     """Validation IoU at the threshold that is best for it (the early-stopping score)."""
     hist, _ = score(model, ds, batch_size=batch_size)
     return hist.best(metric="iou")[1]["iou"]
@@ -539,7 +630,7 @@ def fit(
     return epoch, seen, clock.elapsed()
 
 
-def choose_threshold(model: nn.Module, ds: ChipDataset, *, batch_size: int) -> float:
+def choose_threshold(model: nn.Module, ds: Chips, *, batch_size: int) -> float:
     """The threshold that maximises IoU on ``ds``.
 
     Raises:
@@ -557,7 +648,7 @@ def choose_threshold(model: nn.Module, ds: ChipDataset, *, batch_size: int) -> f
 
 
 def measure(
-    model: nn.Module, ds: ChipDataset, *, threshold: float, batch_size: int
+    model: nn.Module, ds: Chips, *, threshold: float, batch_size: int
 ) -> dict[str, float] | None:
     """Pixel metrics of the model on ``ds`` at ``threshold`` (None for an empty split)."""
     if not len(ds):
@@ -576,18 +667,25 @@ def save_trained(
     threshold: float,
     metrics: dict[str, Any],
     seconds: float,
+    model_config: ModelConfig | None = None,
 ) -> Path:
-    """Write the checkpoint with its metadata (see :func:`solarmap.model.save_checkpoint`)."""
+    """Write the checkpoint with its metadata (see :func:`solarmap.model.save_checkpoint`);
+    ``model_config`` is the fitted model's when it differs from ``cfg.model`` (a searched
+    spectral index)."""
+    model_config = model_config or cfg.model
+    chips = [str(r.resolve()) for r in data.roots]
     meta = {
         "bands": list(BANDS),
         "normalisation": {"mean": data.stats["mean"], "std": data.stats["std"]},
-        "model": dataclasses.asdict(cfg.model),
+        "model": dataclasses.asdict(model_config),
         "chip_size": data.chip_size,
         "threshold": threshold,
         "metrics": {**metrics, "best_epoch": record.best_epoch + 1},
         "training": {**cfg.to_dict(), "history": record.history, "seconds": round(seconds, 1)},
-        "data_fingerprint": data_fingerprint(data.root),
-        "chips": str(data.root.resolve()),
+        "training_stats": {k: data.stats[k] for k in TRAINING_STATS_KEYS if k in data.stats},
+        "data_fingerprint": data_fingerprint(data.roots + data.val_roots),
+        "chips": chips[0] if len(chips) == 1 else chips,
+        "val_chips": [str(r.resolve()) for r in data.val_roots],
     }
     return save_checkpoint(out, model.eval(), meta)
 
@@ -606,45 +704,67 @@ def _check_encoder_weights(weights: str | None) -> None:
         )
 
 
+def _folders(chips: str | Path | Sequence[str | Path], what: str) -> list[Path]:
+    roots = [Path(chips)] if isinstance(chips, str | Path) else [Path(c) for c in chips]
+    seen = [str(r.resolve()) for r in roots]
+    if len(set(seen)) != len(seen):
+        raise InputError(f"{what}: a folder is given twice; give each prepared folder once")
+    for r in roots:
+        read_stats(r)  # a folder `solarmap prepare` wrote, with its statistics and chip index
+        read_chip_index(r)
+    return roots
+
+
 def train(
-    chips: str | Path,
+    chips: str | Path | Sequence[str | Path],
     out: str | Path,
     *,
     config: TrainConfig | None = None,
+    val_chips: Sequence[str | Path] = (),
     resume: bool = False,
     overwrite: bool = False,
 ) -> TrainResult:
-    """Train on a prepared folder and write a checkpoint folder.
+    """Train on one or several prepared folders and write a checkpoint folder.
 
     The checkpoint folder is built atomically (:func:`solarmap.geo.output_dir`): an interrupted,
     killed or failed run leaves nothing under ``out``. While it trains, the state after every
     epoch is kept beside ``out`` in :func:`resume_dir`; ``resume`` continues from there (an
     interrupted run) or from ``out/last`` (a finished checkpoint trained further, e.g. with more
     epochs). A finished checkpoint keeps its last state in ``out/last``. Options, the chip
-    folder and the state to resume are checked before any work.
+    folders and the state to resume are checked before any work. ``val_chips`` are held-out
+    prepared folders, used whole for early stopping and the threshold.
 
     Torch's global state (threads, seed, deterministic algorithms) is as it was afterwards.
 
     Raises:
-        InputError: on an unknown encoder, a chip folder without train chips, both ``resume``
-            and ``overwrite``, ``resume`` with nothing to resume or with the state of another
-            model or other chips.
+        InputError: on an unknown encoder, chip folders without train chips or of different
+            chip sizes, both ``resume`` and ``overwrite``, ``resume`` with nothing to resume,
+            with the state of another model or other chips, or of a spectral model.
         CheckpointError: when the state to resume is unreadable.
         OutputExistsError: when ``out`` exists, or an interrupted run's state waits beside it,
             and neither ``resume`` nor ``overwrite`` is set.
     """
     cfg = config or TrainConfig()
-    root, out = Path(chips), Path(out)
+    out = Path(out)
     pending = resume_dir(out)
     if resume and overwrite:
         raise InputError(
             "--resume and --overwrite: pass one (--resume continues the last run, --overwrite "
             "starts over)"
         )
-    check_encoder(cfg.model.encoder, what="--encoder")
-    _check_encoder_weights(cfg.model.encoder_weights)
-    read_stats(root)  # a folder `solarmap prepare` wrote, with its statistics and chip index
-    read_chip_index(root)
+    if resume and cfg.model.kind == "spectral":
+        raise InputError("--resume: a spectral model is fitted in one pass; train without it")
+    if cfg.model.kind == "unet":
+        check_encoder(cfg.model.encoder, what="--encoder")
+        _check_encoder_weights(cfg.model.encoder_weights)
+    roots = _folders(chips, "--chips")
+    val_roots = _folders(val_chips, "--val-chips") if val_chips else []
+    both = {str(r.resolve()) for r in roots} & {str(r.resolve()) for r in val_roots}
+    if both:
+        raise InputError(
+            f"--val-chips {sorted(both)[0]}: also a --chips folder; hold out a folder the model "
+            "does not train on"
+        )
     if not (resume or overwrite):
         if os.path.lexists(out):
             raise OutputExistsError(
@@ -656,7 +776,7 @@ def train(
                 f"{out}: an interrupted run left its state after epoch {_state_epoch(pending)} "
                 f"in {pending}; pass --resume to continue it or --overwrite to start over"
             )
-    identity = run_identity(cfg, root)
+    identity = run_identity(cfg, roots + val_roots)
     source: Path | None = None
     if resume:
         source = pending if (pending / STATE_FILE).exists() else out / STATE_DIR
@@ -668,14 +788,16 @@ def train(
         check_resumable(source, identity)
     with (
         torch_settings(seed=cfg.seed, threads=cfg.threads),
-        output_dir(out, overwrite=overwrite or resume, inputs=[root]) as tmp,
+        output_dir(out, overwrite=overwrite or resume, inputs=roots + val_roots) as tmp,
     ):
+        if cfg.model.kind == "spectral":
+            return _train_spectral(tmp, out, roots, val_roots, cfg)
         if pending.exists() and (overwrite or not (pending / STATE_FILE).exists()):
             shutil.rmtree(pending)  # starting over, or what a run killed in its first epoch left
         if source is not None and source != pending:
             shutil.copytree(source, pending)  # a finished checkpoint: continue from a copy
-        data = build_data(root, cfg)
-        parts = build_parts(cfg)
+        data = build_data(roots, cfg, val_roots=val_roots)
+        parts = build_parts(cfg, data.stats)
         record = TrainRecord.resume(pending, parts) if resume else TrainRecord()
         record.run = identity
         try:
@@ -685,8 +807,7 @@ def train(
                 model.load_state_dict(record.best_state)
             threshold = choose_threshold(model, data.val, batch_size=batch)
             val = measure(model, data.val, threshold=threshold, batch_size=batch) or {}
-            test_ds = ChipDataset(root, "test", stats=data.stats)
-            test = measure(model, test_ds, threshold=threshold, batch_size=batch)
+            test = measure(model, test_split(data), threshold=threshold, batch_size=batch)
             save_trained(
                 tmp, model, data, cfg, record,
                 threshold=threshold, metrics={"val": val, "test": test}, seconds=seconds,
@@ -719,3 +840,108 @@ def train(
         seconds=seconds,
         images_per_s=images_per_s,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Spectral baselines
+# --------------------------------------------------------------------------------------------
+
+#: Training pixels a spectral model is fitted on at most (a seeded sample of the valid ones).
+SPECTRAL_PIXELS = 400_000
+#: L2 penalty of the spectral logistic regression (on standardised indices).
+SPECTRAL_L2 = 1e-4
+
+
+def pixel_sample(ds: Chips, *, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reflectance ``float32[n, 10]`` and truth ``uint8[n]`` (0/1) of at most ``limit`` valid
+    pixels of ``ds`` (no augmentation), a seeded uniform sample."""
+    xs, ys = [], []
+    for p in _parts(ds):
+        for i in range(len(p)):
+            x, y = p.raw(i)
+            keep = (y != IGNORE_LABEL) & np.isfinite(x).all(axis=0)
+            xs.append(x[:, keep].T)
+            ys.append(y[keep])
+    x_all = np.concatenate(xs) if xs else np.zeros((0, len(BANDS)), np.float32)
+    y_all = np.concatenate(ys) if ys else np.zeros(0, np.uint8)
+    if len(y_all) > limit:
+        pick = np.random.default_rng(seed).choice(len(y_all), limit, replace=False)
+        x_all, y_all = x_all[pick], y_all[pick]
+    return x_all.astype(np.float32), y_all
+
+
+def best_index(reflectance: np.ndarray, truth: np.ndarray) -> tuple[str, float]:
+    """The normalized difference that ranks ``truth`` best, by ROC-AUC, oriented so that higher
+    is more solar (``nd:A:B`` or ``nd:B:A``), and its AUC."""
+    names = all_normalized_differences()
+    values = index_values(torch.from_numpy(reflectance.T[None, :, :, None]), names)[0, :, :, 0]
+    aucs = np.array([roc_auc(v, truth) for v in values.numpy()])
+    k = int(np.nanargmax(np.abs(aucs - 0.5)))
+    _, a, b = names[k].split(":")
+    return (names[k], float(aucs[k])) if aucs[k] >= 0.5 else (f"nd:{b}:{a}", 1 - float(aucs[k]))
+
+
+def fit_spectral(model: SpectralNet, reflectance: np.ndarray, truth: np.ndarray) -> None:
+    """Fit the spectral model's logistic regression (its 1x1 ``head``) on pixels, in place:
+    L-BFGS on the mean binary cross-entropy of standardised indices, folded back into the head.
+
+    Raises:
+        InputError: without solar and background pixels to fit on.
+    """
+    if not (truth == 1).any() or not (truth == 0).any():
+        raise InputError("the training chips need solar and background pixels for a spectral model")
+    feats = index_values(torch.from_numpy(reflectance.T[None, :, :, None]), model.front.indices)
+    f = feats[0, :, :, 0].T.double()  # [n, K]
+    mu, sd = f.mean(0), f.std(0).clamp_min(1e-6)
+    z, t = (f - mu) / sd, torch.from_numpy((truth == 1).astype(np.float64))
+    w = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(z @ w + b, t)
+        loss = loss + SPECTRAL_L2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    weight = (w / sd).float().reshape(model.head.weight.shape)
+    bias = (b - (w * mu / sd).sum()).float().reshape(1)
+    model.head.load_state_dict({"weight": weight.detach(), "bias": bias.detach()})
+
+
+def _train_spectral(
+    tmp: Path, out: Path, roots: list[Path], val_roots: list[Path], cfg: TrainConfig
+) -> TrainResult:
+    """Fit a spectral model (see :func:`fit_spectral`), choose its threshold on validation and
+    write the checkpoint into ``tmp`` (the folder :func:`train` builds ``out`` in)."""
+    t0 = time.perf_counter()
+    plain = dataclasses.replace(cfg, augment=None)
+    data = build_data(roots, plain, val_roots=val_roots)
+    x, y = pixel_sample(data.train, limit=SPECTRAL_PIXELS, seed=cfg.seed)
+    model_cfg = cfg.model
+    if cfg.search_index:
+        name, auc = best_index(x, y)
+        log.info("best single index on the training pixels: %s (ROC-AUC %.3f)", name, auc)
+        model_cfg = dataclasses.replace(cfg.model, indices=(name,))
+    model = build_model(model_cfg, mean=data.stats["mean"], std=data.stats["std"])
+    fit_spectral(cast(SpectralNet, model), x, y)
+    batch = cfg.batch_size * 2
+    threshold = choose_threshold(model, data.val, batch_size=batch)
+    val = measure(model, data.val, threshold=threshold, batch_size=batch) or {}
+    test = measure(model, test_split(data), threshold=threshold, batch_size=batch)
+    seconds = time.perf_counter() - t0
+    record = TrainRecord(best_epoch=0)
+    save_trained(
+        tmp, model, data, cfg, record, threshold=threshold,
+        metrics={"val": val, "test": test}, seconds=seconds, model_config=model_cfg,
+    )  # fmt: skip
+    log.info(
+        "fitted a spectral model on %s in %.1f s; val IoU %.3f at %.2f",
+        ", ".join(model_cfg.indices), seconds, val.get("iou", float("nan")), threshold,
+    )  # fmt: skip
+    return TrainResult(
+        checkpoint=out, best_epoch=1, epochs_run=1, threshold=threshold, val=val, test=test,
+        seconds=seconds, images_per_s=0.0,
+    )  # fmt: skip

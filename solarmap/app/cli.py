@@ -209,13 +209,55 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
         raise InputError(f"{option} {text!r}: give comma-separated integers") from err
 
 
-@app.command(short_help="Train the U-Net on prepared chips.")
+@app.command(short_help="Train the U-Net (or a spectral baseline) on prepared chips.")
 def train(
-    chips: Annotated[Path, typer.Option(help="Folder written by `solarmap prepare`.")],
+    chips: Annotated[
+        list[Path],
+        typer.Option(help="Folder written by `solarmap prepare` (repeatable: train on several)."),
+    ],
     out: Annotated[
         Path,
         typer.Option(help="Checkpoint folder to create (appears only once training finished)."),
     ],
+    val_chips: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A held-out prepared folder (repeatable) for early stopping and the "
+            "threshold, instead of the --chips folders' validation split."
+        ),
+    ] = None,
+    model_kind: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="unet; spectral (logistic regression on --indices, default a set of six); "
+            "index (the one normalized difference that ranks the training pixels best).",
+        ),
+    ] = "unet",
+    indices: Annotated[
+        str | None,
+        typer.Option(
+            help="Spectral indices as extra input channels (or the spectral model's), comma "
+            "separated: nd:A:B (normalized difference), ratio:A:B (log ratio), e.g. "
+            "nd:B11:B08,ratio:B02:B03."
+        ),
+    ] = None,
+    norm: Annotated[
+        str,
+        typer.Option(
+            help="How the bands reach the U-Net: dataset (the training statistics), chip "
+            "(standardised per window) or none (indices only)."
+        ),
+    ] = "dataset",
+    augment: Annotated[
+        bool, typer.Option(help="Spectral and geometric augmentation of training chips.")
+    ] = True,
+    gain: Annotated[float, typer.Option(help="Per-band gain jitter (std).")] = 0.03,
+    offset: Annotated[float, typer.Option(help="Per-band offset jitter (std, reflectance).")] = 0.0,
+    brightness: Annotated[float, typer.Option(help="Whole-chip brightness jitter (std).")] = 0.0,
+    haze: Annotated[
+        float, typer.Option(help="Most haze path reflectance added in B02 (falls with λ).")
+    ] = 0.0,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
     batch_size: Annotated[int, typer.Option(help="Chips per step.")] = 8,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 3e-3,
@@ -247,23 +289,48 @@ def train(
     The checkpoint folder is built under a temporary name and appears only when training has
     finished; an interrupted run leaves its state beside it for --resume.
     """
+    from solarmap.indices import SPECTRAL_INDICES, check_indices
     from solarmap.model import ModelConfig, check_encoder
+    from train.augment import Augment
     from train.fit import TrainConfig
     from train.fit import train as run_train
 
-    check_encoder(encoder, what="--encoder")
+    if model_kind not in ("unet", "spectral", "index"):
+        raise InputError(f"--model {model_kind!r}: choose unet, spectral or index")
+    if norm not in ("dataset", "chip", "none"):
+        raise InputError(f"--norm {norm!r}: choose dataset, chip or none")
+    try:
+        names = check_indices([n.strip() for n in indices.split(",")]) if indices else ()
+    except InputError as err:
+        raise InputError(f"--indices {indices}: {err}") from err
+    if model_kind == "index" and names:
+        raise InputError("--model index searches its one index; leave out --indices")
+    if model_kind == "unet":
+        check_encoder(encoder, what="--encoder")
     dec = _ints(decoder_channels, "--decoder-channels")
+    if model_kind == "index":
+        names = ("nd:B02:B03",)  # a stand-in: training searches the best one
+    elif model_kind == "spectral" and not names:
+        names = SPECTRAL_INDICES
     try:
         model = ModelConfig(
             encoder=encoder,
             encoder_depth=len(dec),
             decoder_channels=dec,
             encoder_weights=encoder_weights,
+            kind="unet" if model_kind == "unet" else "spectral",
+            norm=norm,  # type: ignore[arg-type]
+            indices=names,
         )
     except InputError as err:
-        raise InputError(f"--decoder-channels {decoder_channels}: {err}") from err
+        if "decoder" in str(err) or "encoder depth" in str(err):
+            raise InputError(f"--decoder-channels {decoder_channels}: {err}") from err
+        raise
+    aug = Augment(gain=gain, offset=offset, brightness=brightness, haze=haze) if augment else None
     cfg = TrainConfig(
         model=model,
+        augment=aug,
+        search_index=model_kind == "index",
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
@@ -271,15 +338,22 @@ def train(
         max_minutes=max_minutes,
         seed=seed,
     )
-    res = run_train(chips, out, config=cfg, resume=resume, overwrite=overwrite)
+    res = run_train(
+        chips, out, config=cfg, val_chips=val_chips or (), resume=resume, overwrite=overwrite
+    )
     typer.echo(f"checkpoint: {res.checkpoint}")
-    typer.echo(f"  best epoch {res.best_epoch} of {res.epochs_run}, threshold {res.threshold:.2f}")
+    if model.kind == "spectral":
+        typer.echo(f"  spectral model, threshold {res.threshold:.2f}")
+    else:
+        typer.echo(
+            f"  best epoch {res.best_epoch} of {res.epochs_run}, threshold {res.threshold:.2f}"
+        )
     typer.echo(f"  val IoU {res.val.get('iou', float('nan')):.3f}")
     if res.test:
         typer.echo(f"  test IoU {res.test['iou']:.3f}, F1 {res.test['f1']:.3f}")
     typer.echo(f"  {res.seconds:.0f} s, {res.images_per_s:.1f} images/s")
     _next(
-        f"solarmap predict --scene {_q(_a_scene_of(chips))} --checkpoint {_q(res.checkpoint)} "
+        f"solarmap predict --scene {_q(_a_scene_of(chips[0]))} --checkpoint {_q(res.checkpoint)} "
         f"--out {_q(res.checkpoint.parent / 'prediction')}"
     )
 

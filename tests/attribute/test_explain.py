@@ -217,3 +217,31 @@ def test_baselines_reach_the_methods(
         assert "integrated_gradients costs at most 326 forward + 324 backward" in caplog.text
         assert f"spent {spent['forward']} forward + {spent['backward']} backward" in caplog.text
     assert not np.allclose(deltas["zero"], deltas["blur"])  # the perturbation baseline counts
+
+
+def test_every_method_explains_a_spectral_model(bright_scene, tmp_path: Path) -> None:
+    """A spectral baseline is a real model kind: every registered method runs on it."""
+    from attribute.registry import REGISTRY
+    from data_prep.prepare import PrepareConfig, prepare
+    from solarmap.model import ModelConfig, load_checkpoint
+    from tests.conftest import box_polygon_4326, write_labels
+    from train.fit import TrainConfig, train
+
+    path, _ = bright_scene
+    labels = write_labels(tmp_path / "l.geojson", [box_polygon_4326(40, 50, 80, 110)])
+    prepare([path], labels, tmp_path / "p", config=PrepareConfig(chip_size=32, block_size=32))
+    model = ModelConfig(kind="spectral", indices=("ratio:B02:B03", "nd:B11:B08"))
+    train(tmp_path / "p", tmp_path / "spec", config=TrainConfig(model=model))
+    x0, y0 = ORIGIN
+    target = Target(1, "polygon", box(x0 + 500, y0 - 800, x0 + 1100, y0 - 400))
+    cfg = ExplainConfig(methods=tuple(REGISTRY), options={"n_segments": 16, "shap_samples": 64})
+    with open_scene(path) as scene:
+        explain_scene(
+            scene, load_checkpoint(tmp_path / "spec"), [target], tmp_path / "ex", config=cfg
+        )
+    with rasterio.open(tmp_path / "ex" / "target_1" / "attribution.tif") as src:
+        described = {d.split(":")[0] for d in src.descriptions}
+    spatial = {n for n in REGISTRY if n not in ("band_ablation", "group_ablation")}
+    assert spatial <= described
+    table = (tmp_path / "ex" / "target_1" / "bands.csv").read_text()
+    assert "band_ablation" in table and "group_ablation" in table

@@ -13,9 +13,11 @@ import pytest
 import torch
 
 from data_prep.prepare import PrepareConfig, prepare
+from solarmap.bands import BANDS
 from solarmap.errors import InputError, OutputExistsError
 from solarmap.model import ModelConfig, load_checkpoint
 from tests.conftest import box_polygon_4326, write_float_scene, write_labels
+from train.augment import Augment
 from train.dataset import ChipDataset
 from train.fit import TrainConfig, masked_bce_dice, train
 
@@ -52,12 +54,12 @@ def test_loss_ignores_masked_pixels() -> None:
 
 
 def test_dataset_items_and_augmentation(prepared: Path) -> None:
-    ds = ChipDataset(prepared, "train", augment=True, seed=0)
+    ds = ChipDataset(prepared, "train", augment=Augment(), seed=0)
     x, y, v = ds[0]
     assert x.shape == (10, 48, 48) and y.shape == v.shape == (1, 48, 48)
     assert torch.isfinite(x).all() and set(y.unique().tolist()) <= {0.0, 1.0}
     _, raw_y = ds.raw(0)
-    plain = ChipDataset(prepared, "train", augment=False)
+    plain = ChipDataset(prepared, "train")
     _, yp, _ = plain[0]
     assert yp.sum() == (raw_y == 1).sum()  # no augmentation: exact
     assert y.sum() == yp.sum()  # dihedral transforms keep the solar pixel count
@@ -185,3 +187,121 @@ def test_interrupted_run_leaves_nothing_under_out_and_resumes_from_beside_it(
     os.umask(umask)
     modes = {p.stat().st_mode & 0o777 for p in out.iterdir() if p.is_file()}
     assert modes == {0o666 & ~umask}
+
+
+# --------------------------------------------------------------------------------------------
+# Spectral baselines, input channels, several folders, held-out validation
+# --------------------------------------------------------------------------------------------
+
+
+def test_spectral_model_fits_and_loads(prepared: Path, tmp_path: Path) -> None:
+    from solarmap.indices import SPECTRAL_INDICES
+
+    cfg = TrainConfig(model=ModelConfig(kind="spectral", indices=SPECTRAL_INDICES))
+    res = train(prepared, tmp_path / "spec", config=cfg)
+    assert res.val["iou"] > 0.9  # panels and vegetation separate well by their indices
+    ckpt = load_checkpoint(tmp_path / "spec")
+    assert ckpt.config.kind == "spectral" and ckpt.config.indices == SPECTRAL_INDICES
+    assert [n for n, _ in ckpt.model.named_children()] == ["band_features", "head"]
+    meta = json.loads((tmp_path / "spec" / "checkpoint.json").read_text())
+    assert set(meta["training_stats"]) >= {"mean", "std", "p02", "p98", "pixels"}
+
+
+def test_index_model_searches_the_best_index(prepared: Path, tmp_path: Path) -> None:
+    from train.evaluate import roc_auc
+    from train.fit import SPECTRAL_PIXELS, best_index, pixel_sample
+
+    ds = ChipDataset(prepared, "train")
+    x, y = pixel_sample(ds, limit=SPECTRAL_PIXELS, seed=0)  # what training samples
+    name, auc = best_index(x, y)
+    assert auc > 0.95 and name.startswith("nd:")
+    # the orientation is the one where higher is more solar
+    _, a, b = name.split(":")
+    ia, ib = BANDS.index(a), BANDS.index(b)
+    nd = (x[:, ia] - x[:, ib]) / (x[:, ia] + x[:, ib])
+    assert roc_auc(nd, y) == pytest.approx(auc)
+    cfg = TrainConfig(
+        model=ModelConfig(kind="spectral", indices=("nd:B02:B03",)), search_index=True
+    )
+    train(prepared, tmp_path / "idx", config=cfg)
+    assert load_checkpoint(tmp_path / "idx").config.indices == (name,)
+
+
+def test_front_layer_makes_a_unet_blind_to_a_scene_gain() -> None:
+    """With bands standardised per chip and ratio indices, a global gain on the reflectance
+    (brighter sun, another calibration) leaves the model's output unchanged."""
+    from solarmap.model import build_model
+
+    mean, std = [0.1] * 10, [0.05] * 10
+    cfg = dataclasses.replace(TINY, norm="chip", indices=("ratio:B02:B03", "nd:B11:B08"))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(cfg, mean=mean, std=std).eval()
+    refl = torch.rand(2, 10, 32, 32) * 0.3 + 0.02
+    norm = lambda r: (r - 0.1) / 0.05  # noqa: E731
+    with torch.no_grad():
+        a, b = model(norm(refl)), model(norm(refl * 1.6))
+    assert torch.allclose(a, b, atol=1e-4)
+    plain = build_model(TINY, mean=mean, std=std).eval()
+    with torch.no_grad():
+        assert not torch.allclose(plain(norm(refl)), plain(norm(refl * 1.6)), atol=1e-2)
+
+
+def test_unet_with_indices_trains_predicts_and_keeps_its_layer_names(
+    prepared: Path, tmp_path: Path
+) -> None:
+    cfg = TrainConfig(
+        model=dataclasses.replace(TINY, norm="chip", indices=("ratio:B02:B03",)),
+        epochs=2,
+        batch_size=4,
+    )
+    train(prepared, tmp_path / "c", config=cfg)
+    ckpt = load_checkpoint(tmp_path / "c")
+    assert ckpt.config.indices == ("ratio:B02:B03",) and ckpt.config.net_channels == 11
+    names = {n for n, _ in ckpt.model.named_modules()}
+    assert "decoder.blocks.0" in names and "band_features" in names  # Grad-CAM's layer
+    x = torch.zeros(1, 10, 48, 48)
+    assert ckpt.model(x).shape == (1, 1, 48, 48)
+
+
+def test_training_on_two_folders_with_a_held_out_one(
+    prepared: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    import shutil
+
+    from train.fit import build_data
+
+    other = Path(shutil.copytree(prepared, tmp_path / "other"))
+    held = Path(shutil.copytree(prepared, tmp_path / "held"))
+    cfg = TrainConfig(model=TINY, epochs=1, batch_size=4)
+    data = build_data([prepared, other], cfg, val_roots=[held])
+    one = build_data([prepared], cfg)
+    assert len(data.train) == 2 * len(one.train)
+    assert len(data.val) == len(ChipDataset(held, None))  # every split of the held-out folder
+    train([prepared, other], tmp_path / "ck", config=cfg, val_chips=[held])
+    meta = json.loads((tmp_path / "ck" / "checkpoint.json").read_text())
+    assert meta["chips"] == [str(prepared.resolve()), str(other.resolve())]
+    assert meta["val_chips"] == [str(held.resolve())]
+
+
+def test_augment_spectral_and_geometric() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = np.full((10, 8, 8), 0.1, np.float32)
+    x[:, :2] = 0.3
+    y = np.zeros((8, 8), np.uint8)
+    y[:2] = 1
+    off = Augment(gain=0, geometric=False)
+    assert np.array_equal(off.apply(x, y, rng)[0], x)
+    hx, _ = Augment(gain=0, haze=0.05, geometric=False).apply(x, y, rng)
+    added = (hx - x)[:, 0, 0]
+    assert (added >= 0).all() and added[0] > added[-1] and np.all(np.diff(added) <= 1e-9)
+    bx, _ = Augment(gain=0, brightness=0.2, geometric=False).apply(x, y, rng)
+    ratio = bx / x
+    assert np.allclose(ratio, ratio.flat[0])  # one factor for the whole chip
+    gx, gy = Augment(gain=0).apply(x, y, np.random.default_rng(3))
+    assert (gx[0] > 0.2).sum() == (gy == 1).sum() == 16  # flips and turns keep x and y aligned
+    assert np.array_equal(gx[0] > 0.2, gy == 1)
+    with pytest.raises(InputError, match="--offset"):
+        Augment(offset=0.5)

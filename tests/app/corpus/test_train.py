@@ -101,10 +101,54 @@ def _resume_state(info: object, *, weights: bool = True) -> Argv:
     return argv
 
 
+def _other_chip_size(i: Inputs, tmp: Path) -> list[str]:
+    """A second prepared folder of the same scene, cut into 64-pixel chips."""
+    from data_prep.prepare import PrepareConfig, prepare
+
+    prepare([i.scene], i.labels, tmp / "big", config=PrepareConfig(chip_size=64, block_size=64))
+    return _train("--chips", str(tmp / "big"))(i, tmp)
+
+
+def _val_is_train(i: Inputs, tmp: Path) -> list[str]:
+    return _train("--val-chips", str(i.chips))(i, tmp)
+
+
+def _twice(i: Inputs, tmp: Path) -> list[str]:
+    return _train("--chips", str(i.chips))(i, tmp)
+
+
 OTHER_MODEL = {"epoch": 2, "run": {"model": {"encoder": "resnet18", "decoder_channels": [8, 8]}}}
 OTHER_CHIPS = {"epoch": 2, "run": {"data_fingerprint": "0" * 64}}
 
 CASES: list[Case] = [
+    Case("train-bogus-model", _train("--model", "forest"), ("--model 'forest'", "unet")),
+    Case("train-bogus-norm", _train("--norm", "scene2"), ("--norm 'scene2'", "chip")),
+    Case("train-bogus-index", _train("--indices", "nd:B02"), ("--indices nd:B02", "nd:A:B")),
+    Case("train-index-same-band", _train("--indices", "nd:B02:B02"), ("nd:B02:B02",)),
+    Case("train-index-unknown-band", _train("--indices", "ratio:B01:B02"), ("ratio:B01:B02",)),
+    Case("train-index-twice", _train("--indices", "nd:B02:B08,nd:B02:B08"), ("twice",)),
+    Case("train-norm-none-alone", _train("--norm", "none"), ("none", "--indices")),
+    Case(
+        "train-index-model-with-indices",
+        _train("--model", "index", "--indices", "nd:B02:B08"),
+        ("--model index", "--indices"),
+    ),
+    Case("train-negative-gain", _train("--gain", "-0.1"), ("--gain -0.1", "0 to")),
+    Case("train-huge-offset", _train("--offset", "5"), ("--offset 5", "0 to 0.1")),
+    Case("train-nan-brightness", _train("--brightness", "nan"), ("--brightness nan",)),
+    Case("train-huge-haze", _train("--haze", "1"), ("--haze 1", "0 to 0.2")),
+    Case(
+        "train-chips-of-two-sizes",
+        _other_chip_size,
+        ("different sizes", "32", "64", "--chip-size"),
+    ),
+    Case("train-chips-twice", _twice, ("--chips", "twice")),
+    Case("train-val-chips-also-train", _val_is_train, ("--val-chips", "also a --chips folder")),
+    Case(
+        "train-val-chips-missing",
+        lambda i, t: _train("--val-chips", str(t / "nowhere"))(i, t),
+        ("nowhere", "not found"),
+    ),
     Case("train-zero-epochs", _train("--epochs", "0"), ("--epochs 0", ">= 1")),
     Case("train-negative-epochs", _train("--epochs", "-5"), ("--epochs -5",)),
     Case("train-zero-batch", _train("--batch-size", "0"), ("--batch-size 0",)),

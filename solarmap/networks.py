@@ -1,0 +1,126 @@
+"""The torch modules of solarmap models beyond the bare U-Net.
+
+:class:`BandFeatures` is the front layer: it turns the normalised input (the contract bands
+normalised with the checkpoint's statistics, the one input every solarmap model takes) into the
+channels a network sees: the bands as normalised, or standardised per input window, and spectral
+indices (:mod:`solarmap.indices`). :func:`attach_front` puts it before an smp U-Net as a forward
+pre-hook, so the U-Net keeps its own module names (``decoder.blocks.0`` for Grad-CAM) and its
+weights their keys. :class:`SpectralNet` is the spectral baseline: the front layer and a per-pixel
+logistic regression (a 1x1 convolution).
+
+The module imports torch; :mod:`solarmap.model` imports it only when it builds a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, get_args
+
+import torch
+from torch import nn
+
+from solarmap.bands import BANDS
+from solarmap.errors import InputError
+from solarmap.indices import CHIP_STD_FLOOR, BandNorm, check_indices, feature_channels, index_values
+
+#: The front layer's attribute name on a model.
+FRONT: str = "band_features"
+
+
+class BandFeatures(nn.Module):
+    """Normalised input ``Tensor[N, 10, H, W]`` → network channels ``Tensor[N, C, H, W]``.
+
+    Reflectance is recovered as ``x * std + mean`` with the checkpoint's normalisation, held as
+    buffers that are not saved with the weights (the checkpoint metadata is their one home).
+
+    Raises:
+        InputError: for an unknown ``norm``, bad indices, or neither bands nor indices.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(
+        self,
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        norm: BandNorm = "dataset",
+        indices: Sequence[str] = (),
+    ) -> None:
+        super().__init__()
+        if norm not in get_args(BandNorm):
+            raise InputError(f"band normalisation {norm!r}: choose {', '.join(get_args(BandNorm))}")
+        self.norm, self.indices = norm, check_indices(indices)
+        if feature_channels(norm, self.indices) == 0:
+            raise InputError("a model needs the bands or at least one index as input")
+        shape = (1, len(BANDS), 1, 1)
+        self.register_buffer("mean", torch.tensor(list(mean)).reshape(shape), persistent=False)
+        self.register_buffer("std", torch.tensor(list(std)).reshape(shape), persistent=False)
+
+    def set_normalisation(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Use these per-band statistics (reflectance 0-1) to undo the input normalisation."""
+        self.mean.copy_(torch.tensor(list(mean)).reshape(self.mean.shape))
+        self.std.copy_(torch.tensor(list(std)).reshape(self.std.shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = []
+        refl = x * self.std + self.mean
+        if self.norm == "dataset":
+            parts.append(x)
+        elif self.norm == "chip":
+            m = refl.mean(dim=(2, 3), keepdim=True)
+            s = refl.std(dim=(2, 3), keepdim=True).clamp_min(CHIP_STD_FLOOR)
+            parts.append((refl - m) / s)
+        if self.indices:
+            parts.append(index_values(refl, self.indices))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def extra_repr(self) -> str:
+        return f"norm={self.norm}, indices={list(self.indices)}"
+
+
+def attach_front(model: nn.Module, front: BandFeatures) -> nn.Module:
+    """Run ``front`` on the input of ``model`` (a forward pre-hook); returns ``model``.
+
+    The front is registered as the sub-module :data:`FRONT`, whose buffers are not saved, so the
+    model's state dict keeps the keys of the bare network.
+    """
+    model.add_module(FRONT, front)
+
+    def _front(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (getattr(module, FRONT)(args[0]), *args[1:])
+
+    model.register_forward_pre_hook(_front)
+    return model
+
+
+def front_of(model: nn.Module) -> BandFeatures | None:
+    """The model's front layer, or None for a bare network."""
+    front = getattr(model, FRONT, None)
+    return front if isinstance(front, BandFeatures) else None
+
+
+class SpectralNet(nn.Module):
+    """The spectral baseline: indices → one logit per pixel (``Tensor[N, 1, H, W]``).
+
+    A logistic regression on the indices of each pixel, as a 1x1 convolution ``head``, so it
+    has the U-Net's input and output contract.
+    """
+
+    def __init__(self, front: BandFeatures) -> None:
+        super().__init__()
+        if front.norm != "none":
+            raise InputError("a spectral model takes indices only (band normalisation none)")
+        self.add_module(FRONT, front)
+        self.head = nn.Conv2d(len(front.indices), 1, kernel_size=1)
+
+    @property
+    def front(self) -> BandFeatures:
+        """The front layer (indices of the input)."""
+        front = getattr(self, FRONT)
+        assert isinstance(front, BandFeatures)  # set in __init__
+        return front
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.front(x))
