@@ -33,6 +33,9 @@ if TYPE_CHECKING:  # torch is imported where it is used: the threshold check and
 
 log = logging.getLogger(__name__)
 
+#: The general model shipped in the package, used by `solarmap predict` and `explain` when no
+#: checkpoint is given; its model card (``MODEL_CARD.md``) lies beside the weights.
+SHIPPED_MODEL: Final = Path(__file__).resolve().parent / "models" / "general"
 WEIGHTS_FILE: Final = "model.safetensors"
 META_FILE: Final = "checkpoint.json"
 FORMAT_VERSION: Final = 1
@@ -323,6 +326,20 @@ class Checkpoint:
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device)[None, :, None, None]
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device)[None, :, None, None]
         return torch.nan_to_num((x - mean) / std, nan=0.0)
+
+
+def shipped_checkpoint() -> Path:
+    """The folder of the shipped general model (:data:`SHIPPED_MODEL`).
+
+    Raises:
+        CheckpointError: when this installation does not hold it.
+    """
+    if not (SHIPPED_MODEL / WEIGHTS_FILE).is_file():
+        raise CheckpointError(
+            f"{SHIPPED_MODEL}: this installation ships no model; give --checkpoint (a folder "
+            "`solarmap train` wrote)"
+        )
+    return SHIPPED_MODEL
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> Path:

@@ -69,9 +69,15 @@ class BandFeatures(nn.Module):
         if self.norm == "dataset":
             parts.append(x)
         elif self.norm == "chip":
-            m = refl.mean(dim=(2, 3), keepdim=True)
-            s = refl.std(dim=(2, 3), keepdim=True).clamp_min(CHIP_STD_FLOOR)
-            parts.append((refl - m) / s)
+            # Over the window's valid pixels only: no-data (and the padding of a window that
+            # sticks out of the scene) reaches the model as 0 in every band (see
+            # Checkpoint.normalise), which a real pixel is not.
+            valid = (x != 0).any(dim=1, keepdim=True).to(x.dtype)
+            n = valid.sum(dim=(2, 3), keepdim=True).clamp_min(1.0)
+            m = (refl * valid).sum(dim=(2, 3), keepdim=True) / n
+            var = (((refl - m) * valid) ** 2).sum(dim=(2, 3), keepdim=True) / n
+            s = var.sqrt().clamp_min(CHIP_STD_FLOOR)
+            parts.append((refl - m) / s * valid)
         if self.indices:
             parts.append(index_values(refl, self.indices))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)

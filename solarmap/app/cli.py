@@ -367,11 +367,28 @@ def _a_scene_of(chips: Path) -> str:
         return "SCENE.tif"
 
 
+def _checkpoint_or_shipped(checkpoint: Path | None) -> Path:
+    """``checkpoint``, or the shipped general model (said on stderr) when none is given."""
+    if checkpoint is not None:
+        return checkpoint
+    from solarmap.model import shipped_checkpoint
+
+    path = shipped_checkpoint()
+    log.info("no --checkpoint: using the shipped general model (%s)", path / "MODEL_CARD.md")
+    return path
+
+
 @app.command(short_help="Probability COG and solar-farm polygons of a scene.")
 def predict(
     scene: Annotated[Path, typer.Option(help="Scene: GeoTIFF, band folder or .SAFE.")],
-    checkpoint: Annotated[Path, typer.Option(help="Checkpoint folder from `solarmap train`.")],
     out: Annotated[Path, typer.Option(help="Output folder to create.")],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            help="Checkpoint folder from `solarmap train` (default: the general model shipped "
+            "with solarmap; see its MODEL_CARD.md)."
+        ),
+    ] = None,
     scl: Annotated[Path | None, typer.Option(help="SCL file for the scene.")] = None,
     window: Annotated[int, typer.Option(help="Window side in pixels.")] = 512,
     overlap: Annotated[
@@ -401,6 +418,7 @@ def predict(
         threshold=threshold,
         min_area_m2=min_area,
     )
+    checkpoint = _checkpoint_or_shipped(checkpoint)
     check_output_dir(out, overwrite=overwrite, inputs=[scene, checkpoint])
     ckpt = load_checkpoint(checkpoint)
     with open_scene(scene, scl=scl, options=scene_options) as src:
@@ -489,7 +507,6 @@ def demo(
 
 def _explain(
     scene: Annotated[Path, typer.Option(help="Scene: GeoTIFF, band folder or .SAFE.")],
-    checkpoint: Annotated[Path, typer.Option(help="Checkpoint folder from `solarmap train`.")],
     target: Annotated[
         str,
         typer.Option(
@@ -497,6 +514,13 @@ def _explain(
         ),
     ],
     out: Annotated[Path, typer.Option(help="Output folder to create.")],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            help="Checkpoint folder from `solarmap train` (default: the general model shipped "
+            "with solarmap; see its MODEL_CARD.md)."
+        ),
+    ] = None,
     methods: Annotated[
         str, typer.Option(help="Comma-separated methods, families or all (see above).")
     ] = "",
@@ -531,6 +555,7 @@ def _explain(
         batch_size=batch_size,
         options=method_options,
     )
+    checkpoint = _checkpoint_or_shipped(checkpoint)
     check_output_dir(out, overwrite=overwrite, inputs=[scene, checkpoint])
     if not is_point_target(target):
         require_file(target, "target file")

@@ -305,3 +305,18 @@ def test_augment_spectral_and_geometric() -> None:
     assert np.array_equal(gx[0] > 0.2, gy == 1)
     with pytest.raises(InputError, match="--offset"):
         Augment(offset=0.5)
+
+
+def test_per_chip_normalisation_ignores_no_data_and_padding() -> None:
+    """No-data reaches the model as 0 in every band; per-chip statistics skip it, so a chip
+    padded out to a larger window is standardised as the chip alone."""
+    from solarmap.networks import BandFeatures
+
+    front = BandFeatures([0.1] * 10, [0.05] * 10, norm="chip")
+    x = torch.randn(1, 10, 16, 16)
+    padded = torch.zeros(1, 10, 64, 64)
+    padded[..., :16, :16] = x
+    a, b = front(x), front(padded)
+    assert torch.allclose(a, b[..., :16, :16], atol=1e-5)
+    assert (b[..., 16:, :] == 0).all() and (b[..., :, 16:] == 0).all()
+    assert torch.allclose(a.mean(dim=(2, 3)), torch.zeros(1, 10), atol=1e-5)
