@@ -448,7 +448,8 @@ class _Sites:
     """Where farms may still go.
 
     Claims (footprint + free ring) may not touch water, villages, snow, no data or other
-    claims; footprints (+10 m) may not touch paved roads. Candidate sites are tested on a 4x
+    claims (nor, in preset regions, the core of forests or rock); footprints (+10 m) may not
+    touch paved roads. Candidate sites are tested on a 4x
     coarser max-pooled grid (40 m steps): conservative, and 16 times fewer cells to test for
     the thousands of rejected candidates of a large scene.
     """
@@ -459,6 +460,8 @@ class _Sites:
         maps = land.maps
         blocked = (maps["water"] > 0.05) | (maps["settle"] > 0.05) | (maps["snow"] > 0.05)
         blocked |= ndimage.binary_dilation(land.nodata, iterations=3)
+        if "forest" in maps:  # preset regions: plants are not built in forests or on rock
+            blocked |= (maps["forest"] > 0.5) | (maps["rock"] > 0.5)
         self.grid = grid
         self.blocked_coarse = max_pool(blocked, self.coarse, fill=True)
         self.roads = maps["asphalt"] > 0.1

@@ -500,22 +500,21 @@ def _add_terrain(config: RegionConfig, land: Land, mix: LandMix, high: FloatMap 
 
 def classify_landcover(land: Land) -> NDArray[np.uint8]:
     """Land cover ``[H, W]`` (:data:`LANDCOVER_CLASSES`): the layer covering at least half of
-    each pixel, the later in this order winning: (forest: vegetation, rock: bare), road,
-    settlement, (built look-alikes: settlement, graded ground: bare), water, (flooded
-    paddies: water), snow, solar, pad. The bracketed layers exist in preset regions only."""
+    each pixel, the later in this order winning: (forest: vegetation, rock: bare, flooded
+    paddies: water), road, settlement, (built look-alikes: settlement, graded ground: bare),
+    water, snow, solar, pad. The bracketed layers exist in preset regions only."""
     maps = land.maps
     lc = np.where(maps["green"] >= 0.35, 1, 2).astype(np.uint8)
     if "forest" in maps:
         lc[maps["forest"] >= 0.5] = 1
         lc[maps["rock"] >= 0.5] = 2
+        lc[maps["wet"] >= 0.5] = 3
     lc[maps["asphalt"] >= 0.5] = 4
     lc[maps["settle"] >= 0.5] = 5
     if "graded" in maps:
         for kind, layer in LOOKALIKE_LAYERS.items():
             lc[maps[layer] >= 0.5] = 2 if kind == "graded_land" else 5
     lc[maps["water"] >= 0.5] = 3
-    if "wet" in maps:
-        lc[maps["wet"] >= 0.5] = 3
     lc[maps["snow"] >= 0.5] = 6
     lc[maps["foot"] >= 0.5] = 7
     lc[maps["pad"] >= 0.5] = 8
