@@ -284,10 +284,13 @@ IN_BACKGROUND: Final[Band10] = (
 )  # fmt: skip
 
 #: Per-band factor that brings the generator's original southern-India end-members to the
-#: measured Indian background: ``IN_BACKGROUND`` over the median background pixel (land
+#: measured Indian background: first ``IN_BACKGROUND`` over the median background pixel (land
 #: cover vegetation or bare soil, clear sky) of the original generator (seeds 1 and 3: 0.056
-#: 0.085 0.098 0.142 0.227 0.264 0.287 0.306 0.294 0.204), less the haze the deccan preset
-#: adds on top.
+#: 0.085 0.098 0.142 0.227 0.264 0.287 0.306 0.294 0.204), then adjusted once so that the
+#: deccan preset's own background median (seed 1, 512 px, its season and haze included: 0.061
+#: 0.082 0.087 0.121 0.187 0.209 0.227 0.227 0.208 0.146) meets ``IN_BACKGROUND``; its solar
+#: median is then 0.087 0.092 0.094 0.112 0.138 0.147 0.147 0.159 0.226 0.147 (``IN_SOLAR``:
+#: 0.083 0.085 0.085 0.103 0.126 0.135 0.133 0.146 0.224 0.140).
 _DECCAN_GAIN: Final[Band10] = (0.98, 0.92, 0.77, 0.80, 0.86, 0.86, 0.86, 0.80, 0.69, 0.64)
 
 # Panels (see the module docstring): the unmixed end-member (about 0.095 0.088 0.086 0.095

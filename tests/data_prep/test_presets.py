@@ -15,7 +15,15 @@ import shapely
 from rasterio.features import rasterize
 
 from data_prep.synthetic import RegionConfig, RegionFiles, generate_region
-from data_prep.synthetic.presets import PRESET_ENDMEMBERS, PRESET_NAMES, PRESETS
+from data_prep.synthetic.presets import (
+    AT_BACKGROUND,
+    AT_SOLAR,
+    IN_BACKGROUND,
+    IN_SOLAR,
+    PRESET_ENDMEMBERS,
+    PRESET_NAMES,
+    PRESETS,
+)
 from solarmap.bands import BANDS
 from solarmap.errors import InputError, InputFileError
 from solarmap.geo import open_raster, read_vector
@@ -242,6 +250,26 @@ def test_panels_bluer_than_background_and_darker_than_vegetation(
         assert solar[B08] < vegetation[B08] - 0.02
     assert solar[B08] < background[B08]
     assert solar[B11] / solar[B08] > background[B11] / background[B08]
+
+
+@pytest.mark.parametrize(
+    ("name", "solar_measured", "background_measured"),
+    [("deccan", IN_SOLAR, IN_BACKGROUND), ("central-europe", AT_SOLAR, AT_BACKGROUND)],
+)
+def test_presets_near_the_measured_medians(
+    regions: dict[str, RegionFiles],
+    name: str,
+    solar_measured: tuple[float, ...],
+    background_measured: tuple[float, ...],
+) -> None:
+    """The medians the presets were drawn from come back, within the spread of one scene's
+    gain and haze (solar pixels) and of the land around the farms (background NIR and SWIR)."""
+    solar, background, _ = medians(regions[name])
+    assert np.allclose(solar, solar_measured, rtol=0.25), solar
+    red_edge_to_swir = slice(BANDS.index("B05"), None)
+    assert np.allclose(
+        background[red_edge_to_swir], np.array(background_measured)[red_edge_to_swir], rtol=0.2
+    ), background
 
 
 @pytest.mark.realdata
