@@ -224,10 +224,10 @@ def _hole(
     return None, hole_kind
 
 
-def irregular_outline(rng: np.random.Generator, area_m2: float) -> tuple[Polygon, str]:
-    """A made-up irregular outline of ``area_m2`` (local metres, centroid at 0, unrotated)
-    and its kind (a key of ``_OUTLINE_KINDS`` but ``blocks``): the convex hull of scattered
-    points, a star-like polygon, an L-shape or a rectangle with notches."""
+def irregular_outline(rng: np.random.Generator, area_m2: float) -> Polygon:
+    """A made-up irregular outline of ``area_m2`` (local metres, centroid at 0, unrotated):
+    the convex hull of scattered points, a star-like polygon, an L-shape or a rectangle with
+    notches (the kinds of ``_OUTLINE_KINDS`` but ``blocks``)."""
     kinds = [k for k in _OUTLINE_KINDS if k != "blocks"]
     p = np.array([_OUTLINE_KINDS[k] for k in kinds])
     kind = str(rng.choice(kinds, p=p / p.sum()))
@@ -264,7 +264,7 @@ def irregular_outline(rng: np.random.Generator, area_m2: float) -> tuple[Polygon
     )
     c = poly.centroid
     k = math.sqrt(area_m2 / poly.area)
-    return affinity.scale(affinity.translate(poly, -c.x, -c.y), k, k, origin=(0, 0)), kind
+    return affinity.scale(affinity.translate(poly, -c.x, -c.y), k, k, origin=(0, 0))
 
 
 def _preset_shape(rng: np.random.Generator, area_m2: float, *, want_hole: bool) -> _FarmShape:
@@ -274,7 +274,7 @@ def _preset_shape(rng: np.random.Generator, area_m2: float, *, want_hole: bool) 
         parts = _blocks(rng, area_m2)
         outline: BaseGeometry = shapely.union_all(parts)
     else:
-        outline = irregular_outline(rng, area_m2)[0]
+        outline = irregular_outline(rng, area_m2)
         parts = [outline]
     return _finish_shape(rng, outline, parts, area_m2, want_hole=want_hole)
 
@@ -286,19 +286,18 @@ def _finish_shape(
     area_m2: float,
     *,
     want_hole: bool,
-    angle: float | None = None,
 ) -> _FarmShape:
     """Access roads (north-south in the shape's own frame) and maybe a hole, then the
-    whole rotated by ``angle`` degrees (``None``: a random angle)."""
+    whole rotated by a random angle."""
     roads = shapely.union_all(_access_roads(rng, [box(*p.bounds) for p in parts]))
     roads = roads.intersection(outline)
     hole, hole_kind = _hole(rng, parts, outline, area_m2) if want_hole else (None, "")
-    turn = float(rng.uniform(0.0, 180.0)) if angle is None else angle
+    turn = float(rng.uniform(0.0, 180.0))
     rotate = functools.partial(affinity.rotate, angle=turn, origin=(0, 0))
     return _FarmShape(
         outer=rotate(outline),
         hole=rotate(hole) if hole is not None else None,
-        hole_kind=hole_kind if hole else "",
+        hole_kind=hole_kind if hole is not None else "",
         roads=rotate(roads),
         n_blocks=len(parts),
         angle=turn,

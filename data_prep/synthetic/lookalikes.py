@@ -62,7 +62,7 @@ def _shape(rng: np.random.Generator, kind: str, area_m2: float) -> BaseGeometry:
     three aligned halls for roofs, a rectangle for a greenhouse block, an irregular patch for
     graded land."""
     if kind == "graded_land":
-        shape: BaseGeometry = irregular_outline(rng, area_m2)[0]
+        shape: BaseGeometry = irregular_outline(rng, area_m2)
     elif kind == "greenhouse":
         aspect = math.exp(rng.uniform(0.0, math.log(3.0)))
         w = math.sqrt(area_m2 * aspect)
@@ -139,6 +139,8 @@ def place_lookalikes(
     room = _Room(grid, land)
     weights = dict(mix.per_km2)
     kinds = list(weights)
+    if not kinds:
+        return items
     p = np.array([weights[k] for k in kinds], dtype=np.float64)
     p = p / p.sum() if p.sum() > 0 else np.full(len(kinds), 1.0 / len(kinds))
     for f in farms:
