@@ -14,6 +14,14 @@ published Sentinel-2 surface-reflectance spectra, with per-field and per-farm va
 spatially correlated and per-pixel noise, 20 m bands at 20 m, clouds with their shadows and a
 no-data strip at a swath edge.
 
+That is the original region (southern India, dry season). ``RegionConfig.preset`` picks another
+climate and landscape (:data:`PRESET_NAMES`: deccan, central-europe, alpine, desert,
+rice-paddy; :mod:`~data_prep.synthetic.presets`), each with its own place and date, season,
+land cover, measured or published spectral ranges, plants (panel types, tilt and ground-cover
+ratio, the ground between rows), haze and illumination, irregular farm outlines at any angle,
+partly built farms and non-solar look-alikes (``lookalikes.gpkg``).
+``RegionConfig.footprints`` draws the farms' outlines from a file of real solar-farm polygons.
+
 Example:
     >>> files = generate_region(Path("demo"), RegionConfig(seed=1, size=512))  # doctest: +SKIP
     >>> files.scene  # doctest: +SKIP
@@ -22,9 +30,11 @@ Example:
 The package has one module per job: :mod:`~data_prep.synthetic.config` (the validated
 :class:`RegionConfig`), :mod:`~data_prep.synthetic.landscape`, :mod:`~data_prep.synthetic.farms`,
 :mod:`~data_prep.synthetic.spectra` (end-members, mixing, sensor),
-:mod:`~data_prep.synthetic.atmosphere` (clouds, shadows, SCL),
+:mod:`~data_prep.synthetic.atmosphere` (haze, clouds, shadows, SCL),
+:mod:`~data_prep.synthetic.footprints` (real outlines), :mod:`~data_prep.synthetic.lookalikes`,
 :mod:`~data_prep.synthetic.osm_xml` and :mod:`~data_prep.synthetic.write`, on top of the
-shared :mod:`~data_prep.synthetic.grid` and :mod:`~data_prep.synthetic.fields`.
+shared :mod:`~data_prep.synthetic.grid` and :mod:`~data_prep.synthetic.fields`, and the plain
+data of :mod:`~data_prep.synthetic.presets`.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ from data_prep.synthetic.config import (
     SpuriousCue,
 )
 from data_prep.synthetic.landscape import LANDCOVER_CLASSES
+from data_prep.synthetic.presets import PRESET_NAMES, PresetName
 from data_prep.synthetic.spectra import SPECTRA
 from data_prep.synthetic.write import RegionFiles, generate_region
 from solarmap.bands import L2A_BOA_ADD_OFFSET, L2A_QUANTIFICATION, SCL_CLASSES
@@ -50,9 +61,11 @@ __all__ = [
     "DEFAULT_ORIGIN",
     "GENERATOR_VERSION",
     "LANDCOVER_CLASSES",
+    "PRESET_NAMES",
     "SCL_CLASSES",
     "SCL_WRITTEN",
     "SPECTRA",
+    "PresetName",
     "RegionConfig",
     "RegionConfigError",
     "RegionFiles",

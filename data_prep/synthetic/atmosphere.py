@@ -1,13 +1,16 @@
-"""The sky over a synthetic region: clouds and their shadows, and the scene classification.
+"""The sky over a synthetic region: haze, clouds and their shadows, and the scene classification.
 
-:func:`make_sky` draws cloud opacity and cloud-shadow strength; :func:`apply_sky` lays them
-over the surface reflectance. The scene classification (SCL) is made as Sen2Cor would: surface
+:func:`make_haze` draws a preset scene's illumination gain and the haze the atmospheric
+correction left (a path-reflectance offset, strongest in blue); :func:`apply_haze` applies
+them. :func:`make_sky` draws cloud opacity and cloud-shadow strength; :func:`apply_sky` lays
+them over the surface reflectance. The scene classification (SCL) is made as Sen2Cor would: surface
 classes from the clear surface (:func:`classify_surface`), then shadows, cirrus and clouds on
 top (:func:`classify_sky`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -17,14 +20,17 @@ from scipy import ndimage
 from data_prep.synthetic.config import RegionConfig
 from data_prep.synthetic.fields import FloatMap, block_mean, rng_for, smooth_field
 from data_prep.synthetic.grid import Grid
-from solarmap.bands import BANDS, SclClass
+from solarmap.bands import BANDS, CENTRAL_WAVELENGTH_NM, SclClass
 
 __all__ = [
     "CLOUD_SPECTRUM",
     "SCL_WRITTEN",
+    "Haze",
+    "apply_haze",
     "apply_sky",
     "classify_sky",
     "classify_surface",
+    "make_haze",
     "make_sky",
 ]
 
@@ -48,6 +54,49 @@ SCL_WRITTEN: Final[tuple[int, ...]] = tuple(
 #: Reflectance (0-1) of thick cloud, bands in :data:`~solarmap.bands.BANDS` order.
 CLOUD_SPECTRUM: Final = np.array([0.45, 0.44, 0.43, 0.44, 0.45, 0.46, 0.47, 0.47, 0.34, 0.24], "f4")
 _SHADOW_SHIFT_PX: Final = 40  # cloud shadows fall this many pixels north and west (sun in the SE)
+#: Central wavelengths of the bands (nm), for the haze's fall with wavelength.
+_WAVELENGTH_NM: Final = np.array([CENTRAL_WAVELENGTH_NM[b] for b in BANDS])
+#: How much the haze varies across a scene (relative standard deviation).
+_HAZE_PATCHINESS: Final = 0.3
+
+
+@dataclass(frozen=True)
+class Haze:
+    """A scene's illumination and haze: ``observed = gain * surface + offset * patches``.
+
+    Attributes:
+        gain: The per-scene gain.
+        offset: Path-reflectance offset per band ``[10]``, falling with wavelength.
+        patches: How thick the haze is across the scene ``[H, W]`` (mean 1).
+    """
+
+    gain: float
+    offset: NDArray[np.float32]
+    patches: FloatMap
+
+
+def make_haze(config: RegionConfig, grid: Grid) -> Haze | None:
+    """The gain and haze of a preset scene (``None`` without a preset): the gain and the B02
+    offset drawn from the preset's ranges, the offset in band ``b`` falling as
+    ``(wavelength_b / wavelength_B02) ** -a``, patchy over tens of kilometres."""
+    spec = config.preset_spec
+    if spec is None:
+        return None
+    rng = rng_for(config, "haze")
+    sky = spec.sky
+    gain = float(rng.uniform(*sky.gain))
+    b02 = float(rng.uniform(*sky.haze_b02))
+    exponent = float(rng.uniform(*sky.haze_exponent))
+    offset = (b02 * (_WAVELENGTH_NM / _WAVELENGTH_NM[0]) ** -exponent).astype("f4")
+    patches = np.clip(1.0 + _HAZE_PATCHINESS * smooth_field(rng, (grid.H, grid.W), 200), 0.2, 2.0)
+    return Haze(gain, offset, patches.astype("f4"))
+
+
+def apply_haze(refl: FloatMap, haze: Haze, rows: slice) -> None:
+    """Scale ``refl`` ``[10, h, W]`` (rows ``rows`` of the scene) by the gain and add the
+    haze, in place."""
+    refl *= np.float32(haze.gain)
+    refl += haze.offset[:, None, None] * haze.patches[rows][None]
 
 
 def make_sky(config: RegionConfig, grid: Grid) -> tuple[FloatMap, FloatMap]:

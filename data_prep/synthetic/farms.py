@@ -1,17 +1,24 @@
 """Solar farms: their shapes, where they go, what OSM knows of them, and how they look at 10 m.
 
-Farms are unions of slightly rotated rectangular blocks with internal access roads, a hole
-(a pond or a substation) in some, and east-west panel rows. :func:`place_farms` puts them,
-largest first, where no water, village, snow, no data, paved road or other farm is in the way;
-:func:`assign_roles` decides which OSM misses or maps only as generators; :func:`render_farms`
-renders them at 2 m and averages to 10 m, so that every 10 m pixel mixes panels and the ground
-between the rows, as in real imagery.
+Without a preset, farms are unions of slightly rotated rectangular blocks with internal access
+roads, a hole (a pond or a substation) in some, and east-west panel rows. With a preset, their
+outlines are irregular (convex hulls of scattered points, star-like polygons, L-shapes, notched
+rectangles, unions of blocks) at any angle, their rows run east-west or along the outline, their
+rows are spaced by the module tilt and ground-cover ratio, their panels and the ground between
+the rows are of the preset's kinds, and some are partly built (the rest of the site graded bare
+soil). With a footprints file (:mod:`~data_prep.synthetic.footprints`), every outline is a real
+plant's. :func:`place_farms` puts them, largest first, where no water, village, snow, no data,
+paved road or other farm is in the way; :func:`assign_roles` decides which OSM misses or maps
+only as generators; :func:`render_farms` renders them at 2 m and averages to 10 m, so that every
+10 m pixel mixes panels and the ground between the rows, as in real imagery.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -28,17 +35,39 @@ from shapely.geometry.base import BaseGeometry
 
 from data_prep.synthetic.config import PIXEL_M, RegionConfig
 from data_prep.synthetic.fields import FloatMap, block_mean, max_pool, rng_for
+from data_prep.synthetic.footprints import FootprintShapes
 from data_prep.synthetic.grid import Grid
 from data_prep.synthetic.landscape import Land
+from data_prep.synthetic.presets import PANEL_TYPES, PanelMix, Preset
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Farm", "assign_roles", "place_farms", "render_farms"]
+__all__ = [
+    "PANEL_MATERIALS",
+    "Farm",
+    "assign_roles",
+    "irregular_outline",
+    "place_farms",
+    "render_farms",
+    "stripe_share",
+]
 
+#: End-members that are panels (the others a farm is made of lie between the rows).
+PANEL_MATERIALS: Final = frozenset({"panel", "panel_alt", *PANEL_TYPES})
+#: The ground between the rows of a preset farm, by kind, and the end-member it is.
+_GROUND_ENDMEMBER: Final = {
+    "bare_soil": "bare_soil",
+    "dark_soil": "dark_soil",
+    "gravel": "gravel",
+    "grass": "grass",
+    "dry_grass": "dry_grass",
+}
 _SUBPIXELS: Final = 5  # farms are rendered at 2 m: 5 x 5 sub-pixels per 10 m pixel
 _SUBPIXEL_M: Final = PIXEL_M / _SUBPIXELS
 #: The layers of a farm rendering, by bit.
-_FOOTPRINT, _PANELS, _ROADS, _HOLE, _RING = range(5)
+_FOOTPRINT, _PANELS, _ROADS, _HOLE, _RING, _UNBUILT = range(6)
+#: Kinds of made-up irregular outlines, and how often each is drawn.
+_OUTLINE_KINDS: Final = {"hull": 0.25, "star": 0.2, "ell": 0.2, "notched": 0.2, "blocks": 0.15}
 _CLAIM_RING_M: Final = 45.0  # free ring around every farm: room for a pad, keeps farms apart
 _PLACE_PREFIXES: Final = (
     "Hosa", "Kere", "Bel", "Chikka", "Dodda", "Mala", "Sira", "Kudu", "Hale", "Nan",
@@ -57,11 +86,19 @@ _OPERATORS: Final = (
 
 @dataclass
 class Farm:
-    """One solar farm: geometry in the scene CRS, panel rows, ground mix and what OSM knows."""
+    """One solar farm: geometry in the scene CRS, panel rows, what it is made of and what OSM
+    knows.
+
+    ``materials`` gives the share of every end-member: of the panel cover for panels
+    (:data:`PANEL_MATERIALS`), of the ground between the rows for the others. Panel rows run
+    at ``row_angle`` (radians counter-clockwise from east; 0: east-west rows facing south).
+    A partly built farm keeps its whole site in ``site``; its ``footprint`` (the truth) is
+    the built part, ``unbuilt`` the graded rest.
+    """
 
     index: int
-    outer: BaseGeometry  # union of blocks, no holes (world)
-    footprint: BaseGeometry  # outer minus the hole (world)
+    outer: BaseGeometry  # the whole site, no holes (world)
+    footprint: BaseGeometry  # the built part of outer minus the hole (world)
     hole: BaseGeometry | None
     hole_kind: str
     roads: BaseGeometry
@@ -71,10 +108,12 @@ class Farm:
     row_gap: float
     row_phase: float
     window: tuple[int, int, int, int]  # row, col, height, width of the claimed box (pixels)
-    ground_green: float
-    ground_dry: float
-    panel_alt: float
+    materials: dict[str, float]
     as_relation: bool
+    row_angle: float = 0.0
+    site: BaseGeometry | None = None  # the whole site of a partly built farm (world)
+    unbuilt: BaseGeometry | None = None  # its graded, unbuilt part (world)
+    osm_outline: BaseGeometry | None = None  # what OSM maps, when not the footprint
     mapped: bool = True
     orphan: bool = False
     with_generators: bool = False
@@ -88,13 +127,15 @@ class Farm:
 
 @dataclass
 class _FarmShape:
-    """A farm's outline in local metres (centred near 0), before it is placed."""
+    """A farm's outline in local metres (centred near 0), before it is placed; ``angle`` is
+    the rotation of its frame (degrees), which aligned rows follow."""
 
     outer: BaseGeometry
     hole: BaseGeometry | None
     hole_kind: str
     roads: BaseGeometry
     n_blocks: int
+    angle: float = 0.0
 
 
 def _farm_shape(rng: np.random.Generator, area_m2: float, *, want_hole: bool) -> _FarmShape:
@@ -183,17 +224,151 @@ def _hole(
     return None, hole_kind
 
 
-def place_farms(config: RegionConfig, grid: Grid, land: Land) -> list[Farm]:
-    """Place farms largest first where nothing forbids them; shrink or skip when crowded."""
+def irregular_outline(rng: np.random.Generator, area_m2: float) -> Polygon:
+    """A made-up irregular outline of ``area_m2`` (local metres, centroid at 0, unrotated):
+    the convex hull of scattered points, a star-like polygon, an L-shape or a rectangle with
+    notches (the kinds of ``_OUTLINE_KINDS`` but ``blocks``)."""
+    kinds = [k for k in _OUTLINE_KINDS if k != "blocks"]
+    p = np.array([_OUTLINE_KINDS[k] for k in kinds])
+    kind = str(rng.choice(kinds, p=p / p.sum()))
+    aspect = math.exp(rng.uniform(0.0, math.log(2.5)))
+    if kind == "hull":
+        n = int(rng.integers(6, 15))
+        ang = rng.uniform(0.0, 2 * math.pi, n)
+        rad = np.sqrt(rng.uniform(0.3, 1.0, n))
+        pts = np.column_stack((aspect * rad * np.cos(ang), rad * np.sin(ang)))
+        poly = shapely.MultiPoint(pts).convex_hull
+    elif kind == "star":
+        n = int(rng.integers(8, 17))
+        ang = np.sort((np.arange(n) + rng.uniform(-0.3, 0.3, n)) * (2 * math.pi / n))
+        rad = np.clip(1.0 + 0.28 * rng.standard_normal(n), 0.45, 1.6)
+        poly = Polygon(np.column_stack((aspect * rad * np.cos(ang), rad * np.sin(ang))))
+    elif kind == "ell":
+        a, b = aspect, rng.uniform(0.3, 0.6)
+        c, d = rng.uniform(0.25, 0.55) * aspect, rng.uniform(0.8, 1.8)
+        poly = shapely.union(box(0, 0, a, b), box(0, 0, c, d))
+    else:  # notched
+        poly = box(0, 0, aspect, 1.0)
+        for _ in range(int(rng.integers(1, 3))):
+            # A notch at a corner, or into the middle of a long or a short side.
+            nw, nh = rng.uniform(0.2, 0.45) * aspect, rng.uniform(0.2, 0.45)
+            where = int(rng.integers(3))
+            side_x = float(rng.choice([-1e-3, aspect - nw + 1e-3]))
+            side_y = float(rng.choice([-1e-3, 1.0 - nh + 1e-3]))
+            x0 = side_x if where != 1 else rng.uniform(0.2, 0.6) * aspect
+            y0 = side_y if where != 2 else rng.uniform(0.2, 0.6)
+            poly = poly.difference(box(x0, y0, x0 + nw, y0 + nh))
+    poly = max(
+        (q for q in shapely.get_parts(shapely.make_valid(poly)) if isinstance(q, Polygon)),
+        key=lambda q: q.area,
+    )
+    c = poly.centroid
+    k = math.sqrt(area_m2 / poly.area)
+    return affinity.scale(affinity.translate(poly, -c.x, -c.y), k, k, origin=(0, 0))
+
+
+def _preset_shape(rng: np.random.Generator, area_m2: float, *, want_hole: bool) -> _FarmShape:
+    """An irregular outline (:func:`irregular_outline`, or a union of blocks) with access
+    roads and maybe a hole, rotated by any angle."""
+    if rng.random() < _OUTLINE_KINDS["blocks"]:
+        parts = _blocks(rng, area_m2)
+        outline: BaseGeometry = shapely.union_all(parts)
+    else:
+        outline = irregular_outline(rng, area_m2)
+        parts = [outline]
+    return _finish_shape(rng, outline, parts, area_m2, want_hole=want_hole)
+
+
+def _finish_shape(
+    rng: np.random.Generator,
+    outline: BaseGeometry,
+    parts: list[Polygon],
+    area_m2: float,
+    *,
+    want_hole: bool,
+) -> _FarmShape:
+    """Access roads (north-south in the shape's own frame) and maybe a hole, then the
+    whole rotated by a random angle."""
+    roads = shapely.union_all(_access_roads(rng, [box(*p.bounds) for p in parts]))
+    roads = roads.intersection(outline)
+    hole, hole_kind = _hole(rng, parts, outline, area_m2) if want_hole else (None, "")
+    turn = float(rng.uniform(0.0, 180.0))
+    rotate = functools.partial(affinity.rotate, angle=turn, origin=(0, 0))
+    return _FarmShape(
+        outer=rotate(outline),
+        hole=rotate(hole) if hole is not None else None,
+        hole_kind=hole_kind if hole is not None else "",
+        roads=rotate(roads),
+        n_blocks=len(parts),
+        angle=turn,
+    )
+
+
+def _footprint_shape(
+    rng: np.random.Generator, area_m2: float, *, want_hole: bool, shapes: FootprintShapes
+) -> _FarmShape:
+    """A real plant's outline from the footprints file, rescaled, rotated, with access roads
+    (in its rotated frame) and a hole: the real outline's holes (the land left as it is), or a
+    pond or substation when it has none and a hole is wanted."""
+    shape, angle, _ = shapes.draw(rng, area_m2)
+    parts = [p for p in shapely.get_parts(shape) if isinstance(p, Polygon)]
+    outer = shapely.union_all([Polygon(p.exterior) for p in parts])
+    gaps = shapely.union_all([Polygon(r) for p in parts for r in p.interiors])
+    # Roads run in the outline's own frame: undo the rotation, lay them, turn them back.
+    local = affinity.rotate(outer, -angle, origin=(0, 0))
+    blocks = [box(*p.bounds) for p in shapely.get_parts(local)]
+    roads = shapely.union_all(_access_roads(rng, blocks)).intersection(local)
+    roads = affinity.rotate(roads, angle, origin=(0, 0))
+    hole: BaseGeometry | None = None if gaps.is_empty else gaps
+    hole_kind = "gap" if hole is not None else ""
+    if hole is None and want_hole:
+        hole, hole_kind = _hole(rng, parts, outer, area_m2)
+    return _FarmShape(
+        outer=outer,
+        hole=hole,
+        hole_kind=hole_kind if hole is not None else "",
+        roads=roads,
+        n_blocks=len(parts),
+        angle=angle,
+    )
+
+
+def place_farms(
+    config: RegionConfig,
+    grid: Grid,
+    land: Land,
+    *,
+    footprints: FootprintShapes | None = None,
+) -> list[Farm]:
+    """Place farms largest first where nothing forbids them; shrink or skip when crowded.
+
+    Args:
+        config: The region.
+        grid: Its grid.
+        land: Its landscape (the farms' claims are recorded in it).
+        footprints: Real outlines to draw the farms' from (``config.footprints``, read).
+    """
     rng = rng_for(config, "farms")
     n_target = (
         config.n_farms if config.n_farms is not None else max(3, round(config.area_km2 / 1.5))
     )
-    areas = _farm_areas(rng, config, n_target)
+    spec = config.preset_spec
+    ha_range = spec.panels.farm_ha if spec is not None else (1.0, 200.0)
+    areas = _farm_areas(rng, config, n_target, ha_range)
     sites = _Sites(grid, land)
+    make = _shape_maker(config, footprints)
     farms: list[Farm] = []
     for i, area_ha in enumerate(areas):
-        farm = _place_farm(rng, sites, i, float(area_ha), index=len(farms))
+        farm = _place_farm(
+            rng,
+            sites,
+            i,
+            float(area_ha),
+            index=len(farms),
+            make=make,
+            spec=spec,
+            floor=1.05 * ha_range[0],
+        )
         if farm is None:
             log.debug("no room for solar farm %d of %d (%.1f ha)", i + 1, n_target, area_ha)
         else:
@@ -210,24 +385,48 @@ def place_farms(config: RegionConfig, grid: Grid, land: Land) -> list[Farm]:
 
 
 def _farm_areas(
-    rng: np.random.Generator, config: RegionConfig, n_target: int
+    rng: np.random.Generator,
+    config: RegionConfig,
+    n_target: int,
+    ha_range: tuple[float, float],
 ) -> NDArray[np.float64]:
-    """Farm areas in hectares, largest first: log-uniform from 1 ha to 6 % of the region
-    (at most 200 ha)."""
+    """Farm areas in hectares, largest first: log-uniform from the smallest of ``ha_range``
+    (1 ha without a preset) to 6 % of the region (at most the largest, 200 ha)."""
+    lo, hi = ha_range
     region_ha = config.area_km2 * 100.0
-    max_ha = min(200.0, max(1.5, 0.06 * region_ha))
-    areas = np.sort(np.exp(rng.uniform(math.log(1.0), math.log(max_ha), n_target)))[::-1]
-    return np.clip(areas, 1.05, max_ha)
+    max_ha = min(hi, max(1.5 * lo, 0.06 * region_ha))
+    areas = np.sort(np.exp(rng.uniform(math.log(lo), math.log(max_ha), n_target)))[::-1]
+    return np.clip(areas, 1.05 * lo, max_ha)
+
+
+#: Makes a farm's shape of an area (m^2), with a hole or not.
+_ShapeMaker = Callable[..., _FarmShape]
+
+
+def _shape_maker(config: RegionConfig, footprints: FootprintShapes | None) -> _ShapeMaker:
+    """Real outlines from the footprints file; else irregular ones with a preset; else
+    unions of near-axis-aligned blocks."""
+    if footprints is not None:
+        return functools.partial(_footprint_shape, shapes=footprints)
+    return _preset_shape if config.preset_spec is not None else _farm_shape
 
 
 def _place_farm(
-    rng: np.random.Generator, sites: _Sites, i: int, area_ha: float, *, index: int
+    rng: np.random.Generator,
+    sites: _Sites,
+    i: int,
+    area_ha: float,
+    *,
+    index: int,
+    make: _ShapeMaker,
+    spec: Preset | None,
+    floor: float,
 ) -> Farm | None:
     """The ``i``-th farm of ``area_ha``, placed; up to five shapes, each 40 % smaller than the
-    last (down to 1.05 ha), before giving up."""
+    last (down to ``floor``, 1.05 ha without a preset), before giving up."""
     a = area_ha
     for _attempt in range(5):
-        shape = _farm_shape(
+        shape = make(
             rng,
             a * 10_000.0,
             want_hole=(i == 0 and a >= 2.0) or (a >= 8.0 and rng.random() < 0.25),
@@ -235,10 +434,12 @@ def _place_farm(
         site = sites.claim(rng, shape)
         if site is not None:
             window, dx, dy = site
-            return _make_farm(rng, index, shape, dx, dy, window)
-        if a <= 1.05:
+            if spec is None:
+                return _make_farm(rng, index, shape, dx, dy, window)
+            return _make_preset_farm(rng, index, shape, dx, dy, window, spec)
+        if a <= floor:
             break
-        a = max(1.05, a * 0.6)
+        a = max(floor, a * 0.6)
     return None
 
 
@@ -246,7 +447,8 @@ class _Sites:
     """Where farms may still go.
 
     Claims (footprint + free ring) may not touch water, villages, snow, no data or other
-    claims; footprints (+10 m) may not touch paved roads. Candidate sites are tested on a 4x
+    claims (nor, in preset regions, the core of forests or rock); footprints (+10 m) may not
+    touch paved roads. Candidate sites are tested on a 4x
     coarser max-pooled grid (40 m steps): conservative, and 16 times fewer cells to test for
     the thousands of rejected candidates of a large scene.
     """
@@ -257,6 +459,8 @@ class _Sites:
         maps = land.maps
         blocked = (maps["water"] > 0.05) | (maps["settle"] > 0.05) | (maps["snow"] > 0.05)
         blocked |= ndimage.binary_dilation(land.nodata, iterations=3)
+        if "forest" in maps:  # preset regions: plants are not built in forests or on rock
+            blocked |= (maps["forest"] > 0.5) | (maps["rock"] > 0.5)
         self.grid = grid
         self.blocked_coarse = max_pool(blocked, self.coarse, fill=True)
         self.roads = maps["asphalt"] > 0.1
@@ -319,6 +523,17 @@ def _shape_centre_px(geom: BaseGeometry, minx: float, maxy: float) -> tuple[int,
     return int((maxy - p.y) // PIXEL_M), int((p.x - minx) // PIXEL_M)
 
 
+def _placed(
+    shape: _FarmShape, dx: float, dy: float
+) -> tuple[BaseGeometry, BaseGeometry | None, BaseGeometry, BaseGeometry]:
+    """Outer, hole, footprint and roads of ``shape`` moved by (dx, dy) into the scene."""
+    outer = affinity.translate(shape.outer, dx, dy)
+    hole = affinity.translate(shape.hole, dx, dy) if shape.hole is not None else None
+    footprint = outer.difference(hole) if hole is not None else outer
+    roads = affinity.translate(shape.roads, dx, dy).intersection(outer)
+    return outer, hole, footprint, roads
+
+
 def _make_farm(
     rng: np.random.Generator,
     index: int,
@@ -327,13 +542,29 @@ def _make_farm(
     dy: float,
     window: tuple[int, int, int, int],
 ) -> Farm:
-    outer = affinity.translate(shape.outer, dx, dy)
-    hole = affinity.translate(shape.hole, dx, dy) if shape.hole is not None else None
-    footprint = outer.difference(hole) if hole is not None else outer
-    roads = affinity.translate(shape.roads, dx, dy).intersection(outer)
+    """A farm of the original region: east-west rows of 4 to 6 m, two panel spectra, grassy
+    ground."""
+    outer, hole, footprint, roads = _placed(shape, dx, dy)
     setback = rng.uniform(4.0, 10.0)
     panel_area = footprint.buffer(-setback, join_style="mitre").difference(roads)
     multipart = isinstance(outer, MultiPolygon)
+    row_width = float(rng.uniform(4.0, 6.0))
+    row_gap = float(rng.uniform(3.5, 6.5))
+    row_phase = float(rng.uniform(0.0, 10.0))
+    ground_green = float(rng.uniform(0.6, 0.95))
+    ground_dry = float(rng.uniform(0.1, 0.6))
+    # float32, as the spectra are mixed.
+    green = np.float32(ground_green)
+    dry = np.float32(min(ground_dry, 1 - ground_green))
+    alt = np.float32(rng.uniform(0.0, 1.0))
+    one = np.float32(1.0)
+    materials = {
+        "panel": float(one - alt),
+        "panel_alt": float(alt),
+        "grass": float(green),
+        "dry_grass": float(dry),
+        "bare_soil": float(np.clip(one - green - dry, 0.0, 1.0)),
+    }
     return Farm(
         index=index,
         outer=outer,
@@ -343,15 +574,132 @@ def _make_farm(
         roads=roads,
         panel_area=panel_area,
         n_blocks=shape.n_blocks,
-        row_width=float(rng.uniform(4.0, 6.0)),
-        row_gap=float(rng.uniform(3.5, 6.5)),
-        row_phase=float(rng.uniform(0.0, 10.0)),
+        row_width=row_width,
+        row_gap=row_gap,
+        row_phase=row_phase,
         window=window,
-        ground_green=float(rng.uniform(0.6, 0.95)),
-        ground_dry=float(rng.uniform(0.1, 0.6)),
-        panel_alt=float(rng.uniform(0.0, 1.0)),
+        materials=materials,
         as_relation=hole is not None or multipart or bool(rng.random() < 0.25),
     )
+
+
+def _make_preset_farm(
+    rng: np.random.Generator,
+    index: int,
+    shape: _FarmShape,
+    dx: float,
+    dy: float,
+    window: tuple[int, int, int, int],
+    spec: Preset,
+) -> Farm:
+    """A farm of a preset region: rows spaced by the module tilt and ground-cover ratio,
+    east-west or along the outline, panels and ground of the preset's kinds; maybe partly
+    built."""
+    panels = spec.panels
+    outer, hole, footprint, roads = _placed(shape, dx, dy)
+    setback = rng.uniform(3.0, 8.0)
+    panel_area = footprint.buffer(-setback, join_style="mitre").difference(roads)
+    tilt = math.radians(rng.uniform(*panels.tilt_deg))
+    slant = rng.uniform(*panels.module_m)
+    pitch = slant / rng.uniform(*panels.gcr)
+    row_width = slant * math.cos(tilt)  # the rows seen from above
+    aligned = rng.random() < panels.aligned_rows
+    row_angle = math.radians((shape.angle + 45.0) % 90.0 - 45.0) if aligned else 0.0
+    farm = Farm(
+        index=index,
+        outer=outer,
+        footprint=footprint,
+        hole=hole,
+        hole_kind=shape.hole_kind,
+        roads=roads,
+        panel_area=panel_area,
+        n_blocks=shape.n_blocks,
+        row_width=float(row_width),
+        row_gap=float(pitch - row_width),
+        row_phase=float(rng.uniform(0.0, pitch)),
+        window=window,
+        materials=_preset_materials(rng, panels),
+        as_relation=hole is not None
+        or isinstance(outer, MultiPolygon)
+        or bool(rng.random() < 0.25),
+        row_angle=row_angle,
+    )
+    if rng.random() < spec.lookalikes.partial_share:
+        _build_partly(rng, farm)
+    return farm
+
+
+def _pick(rng: np.random.Generator, weights: Mapping[str, float]) -> str:
+    """A key of ``weights`` drawn in proportion to its weight."""
+    names = list(weights)
+    p = np.array([weights[n] for n in names], dtype=np.float64)
+    return names[int(rng.choice(len(names), p=p / p.sum()))]
+
+
+def _preset_materials(rng: np.random.Generator, panels: PanelMix) -> dict[str, float]:
+    """Panel types (one, or two in a plant built in phases) and the ground between the rows
+    (a main cover and a second one)."""
+    materials: dict[str, float] = {}
+    first = _pick(rng, panels.types)
+    second = _pick(rng, panels.types) if rng.random() < 1 / 3 else first
+    share = float(rng.uniform(0.5, 0.8)) if second != first else 1.0
+    materials[first] = share
+    if second != first:
+        materials[second] = 1.0 - share
+    main, other = _pick(rng, panels.ground), _pick(rng, panels.ground)
+    share = float(rng.uniform(0.6, 0.95)) if other != main else 1.0
+    materials[_GROUND_ENDMEMBER[main]] = share
+    if other != main:
+        materials[_GROUND_ENDMEMBER[other]] = 1.0 - share
+    return materials
+
+
+def _polygonal(geom: BaseGeometry, *, min_area: float = 50.0) -> BaseGeometry:
+    """The polygons of ``geom`` of at least ``min_area`` m^2, as one (multi)polygon."""
+    parts = [p for p in shapely.get_parts(geom) if isinstance(p, Polygon) and p.area >= min_area]
+    if not parts:
+        return Polygon()
+    return parts[0] if len(parts) == 1 else MultiPolygon(parts)
+
+
+def _build_partly(rng: np.random.Generator, farm: Farm) -> None:
+    """Make ``farm`` partly built, in place: 30 to 75 % of its site, on one side of a line
+    across its rows (or along them), carries panels; the rest is graded bare soil. OSM maps
+    the whole site for half such farms (as mappers trace the fence)."""
+    site = farm.footprint
+    target = float(rng.uniform(0.3, 0.75))
+    c = site.centroid
+    local = affinity.rotate(site, -farm.row_angle, origin=c, use_radians=True)
+    x0, y0, x1, y1 = local.bounds
+    across = bool(rng.random() < 0.5)  # cut across the rows (a north-south line) or along
+    low_side = bool(rng.random() < 0.5)
+    lo, hi = (x0, x1) if across else (y0, y1)
+
+    def side(t: float) -> BaseGeometry:
+        if across:
+            half = box(x0 - 1, y0 - 1, t, y1 + 1) if low_side else box(t, y0 - 1, x1 + 1, y1 + 1)
+        else:
+            half = box(x0 - 1, y0 - 1, x1 + 1, t) if low_side else box(x0 - 1, t, x1 + 1, y1 + 1)
+        return local.intersection(half)
+
+    for _ in range(30):  # bisection on the cut for the built share
+        t = (lo + hi) / 2
+        share = side(t).area / local.area
+        if (share < target) == low_side:
+            lo = t
+        else:
+            hi = t
+    built = _polygonal(
+        affinity.rotate(side((lo + hi) / 2), farm.row_angle, origin=c, use_radians=True)
+    )
+    if built.is_empty or built.area >= site.area * 0.97:
+        return
+    farm.site = site
+    farm.footprint = built
+    farm.unbuilt = _polygonal(site.difference(built), min_area=10.0)
+    farm.panel_area = farm.panel_area.intersection(built.buffer(-3.0, join_style="mitre"))
+    farm.roads = farm.roads.intersection(built)
+    farm.osm_outline = site if rng.random() < 0.5 else None
 
 
 def assign_roles(config: RegionConfig, farms: list[Farm]) -> None:
@@ -386,16 +734,57 @@ def assign_roles(config: RegionConfig, farms: list[Farm]) -> None:
 
 
 def _stripe_cover(
-    y_lo: NDArray[np.float64], y_hi: NDArray[np.float64], farm: Farm
+    y_lo: NDArray[np.float64],
+    y_hi: NDArray[np.float64],
+    *,
+    width: float,
+    gap: float,
+    phase: float,
 ) -> NDArray[np.float64]:
-    """Share of each northing interval ``[y_lo, y_hi]`` covered by the east-west panel rows."""
-    pitch = farm.row_width + farm.row_gap
+    """Share of each interval ``[y_lo, y_hi]`` across stripes (rows of ``width``, ``gap``
+    apart, one starting at ``phase``) that the stripes cover."""
+    pitch = width + gap
 
     def cum(yv: NDArray[np.float64]) -> NDArray[np.float64]:
-        t = yv - farm.row_phase
-        return np.floor(t / pitch) * farm.row_width + np.minimum(np.mod(t, pitch), farm.row_width)
+        t = yv - phase
+        return np.floor(t / pitch) * width + np.minimum(np.mod(t, pitch), width)
 
     return (cum(y_hi) - cum(y_lo)) / (y_hi - y_lo)
+
+
+def stripe_share(
+    inside: NDArray[Any],
+    *,
+    top: float,
+    left: float,
+    angle: float,
+    width: float,
+    gap: float,
+    phase: float,
+) -> FloatMap:
+    """Share of every 10 m pixel covered by stripes within an area, from a 2 m rendering.
+
+    Args:
+        inside: ``[5 h, 5 w]`` 2 m sub-pixels inside the area (0 or 1), from (left, top).
+        top: Northing of the top edge.
+        left: Easting of the left edge.
+        angle: Direction of the stripes (radians counter-clockwise from east).
+        width: Stripe width across (m).
+        gap: Gap between stripes (m).
+        phase: Where one stripe starts, across the stripes (m from the origin of the CRS).
+
+    Returns:
+        ``[h, w]`` shares, 0-1.
+    """
+    sub = _SUBPIXEL_M
+    n_r, n_c = inside.shape
+    y = top - sub * (np.arange(n_r, dtype=np.float64) + 0.5)
+    x = left + sub * (np.arange(n_c, dtype=np.float64) + 0.5)
+    c, s = math.cos(angle), math.sin(angle)
+    across = y[:, None] * c - x[None, :] * s  # the coordinate across the stripes
+    half = 0.5 * sub * (abs(c) + abs(s))  # a sub-pixel's half extent across them
+    cover = _stripe_cover(across - half, across + half, width=width, gap=gap, phase=phase)
+    return block_mean(inside * cover.astype("f4"), _SUBPIXELS)
 
 
 def render_farms(config: RegionConfig, grid: Grid, land: Land, farms: list[Farm]) -> None:
@@ -406,10 +795,11 @@ def render_farms(config: RegionConfig, grid: Grid, land: Land, farms: list[Farm]
         win = np.s_[r : r + h, c : c + w]
         top = grid.y0 - r * PIXEL_M
         ring = _spurious_ring(config, f)
-        bits = _burn_layers(f, ring, top=top, left=grid.x0 + c * PIXEL_M, h=h, w=w)
+        left = grid.x0 + c * PIXEL_M
+        bits = _burn_layers(f, ring, top=top, left=left, h=h, w=w)
         foot = _layer_share(bits, _FOOTPRINT)
         maps["foot"][win] = np.maximum(maps["foot"][win], foot)
-        maps["panel"][win] = np.maximum(maps["panel"][win], _panel_share(bits, f, top))
+        maps["panel"][win] = np.maximum(maps["panel"][win], _panel_share(bits, f, top, left))
         maps["froad"][win] = np.maximum(maps["froad"][win], _layer_share(bits, _ROADS))
         land.farm_index[win][foot > 0] = f.index
         if f.hole is not None:
@@ -417,6 +807,8 @@ def render_farms(config: RegionConfig, grid: Grid, land: Land, farms: list[Farm]
         if ring is not None:
             key = "pad" if config.spurious == "pad" else "snow"
             maps[key][win] = np.maximum(maps[key][win], _layer_share(bits, _RING))
+        if f.unbuilt is not None:
+            maps["graded"][win] = np.maximum(maps["graded"][win], _layer_share(bits, _UNBUILT))
 
 
 def _spurious_ring(config: RegionConfig, f: Farm) -> BaseGeometry | None:
@@ -435,7 +827,7 @@ def _burn_layers(
 
     One pass for all layers: each burns its own bit (a layer never overlaps itself).
     """
-    layers = [f.footprint, f.panel_area, f.roads, f.hole, ring]  # in _FOOTPRINT.._RING order
+    layers = [f.footprint, f.panel_area, f.roads, f.hole, ring, f.unbuilt]  # in bit order
     shapes_ = [(g, 1 << i) for i, g in enumerate(layers) if g is not None and not g.is_empty]
     sub = _SUBPIXEL_M
     return rasterize(
@@ -452,17 +844,33 @@ def _layer_share(bits: NDArray[np.uint8], layer: int) -> FloatMap:
     return block_mean((bits >> layer) & 1, _SUBPIXELS)
 
 
-def _panel_share(bits: NDArray[np.uint8], f: Farm, top: float) -> FloatMap:
+def _panel_share(bits: NDArray[np.uint8], f: Farm, top: float, left: float) -> FloatMap:
     """Share of every 10 m pixel covered by panels: the panel area times the row cover of each
-    2 m row (northing ``top`` at the top edge)."""
+    2 m sub-pixel (northing ``top`` at the top edge, easting ``left`` at the left)."""
+    inside = (bits >> _PANELS) & 1
+    if f.row_angle != 0.0:
+        return stripe_share(
+            inside,
+            top=top,
+            left=left,
+            angle=f.row_angle,
+            width=f.row_width,
+            gap=f.row_gap,
+            phase=f.row_phase,
+        )
     sub = _SUBPIXEL_M
     y_top = top - sub * np.arange(bits.shape[0], dtype=np.float64)
-    cover = _stripe_cover(y_top - sub, y_top, f).astype("f4")
-    return block_mean(((bits >> _PANELS) & 1) * cover[:, None], _SUBPIXELS)
+    cover = _stripe_cover(
+        y_top - sub, y_top, width=f.row_width, gap=f.row_gap, phase=f.row_phase
+    ).astype("f4")
+    return block_mean(inside * cover[:, None], _SUBPIXELS)
 
 
 def _add_hole(maps: dict[str, FloatMap], win: Any, kind: str, hole: FloatMap) -> None:
-    """A pond (water) or a substation (a bright-roofed built-up patch) in the window."""
+    """A pond (water) or a substation (a bright-roofed built-up patch) in the window; a gap
+    in a real outline (kind ``gap``) keeps the land as it is."""
+    if kind == "gap":
+        return
     if kind == "pond":
         maps["water"][win] = np.maximum(maps["water"][win], hole)
     else:

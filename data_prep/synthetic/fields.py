@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from data_prep.synthetic.config import RegionConfig
+from data_prep.synthetic.presets import PRESET_NAMES
 
 FloatMap = NDArray[np.float32]
 
@@ -25,12 +26,25 @@ STREAMS: Final = {
     "noise": 8,
     "osm": 9,
     "nodata": 10,
+    "terrain": 11,
+    "spectra": 12,
+    "haze": 13,
+    "lookalikes": 14,
+    "footprints": 15,
 }
+#: Added to a preset's position in the preset names to key its streams (beyond any farm index).
+_PRESET_SALT: Final = 10**9
 
 
 def rng_for(config: RegionConfig, stream: str, *extra: int) -> np.random.Generator:
-    """The random generator of one component (a key of :data:`STREAMS`), and sub-streams."""
-    return np.random.default_rng([config.seed, STREAMS[stream], *extra])
+    """The random generator of one component (a key of :data:`STREAMS`), and sub-streams.
+
+    Each preset has streams of its own, so one seed is a different place in every preset.
+    """
+    key = [config.seed, STREAMS[stream], *extra]
+    if config.preset is not None:
+        key.append(_PRESET_SALT + PRESET_NAMES.index(config.preset))
+    return np.random.default_rng(key)
 
 
 def smooth_field(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> FloatMap:

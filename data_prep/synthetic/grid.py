@@ -31,7 +31,7 @@ class Grid:
             W=config.size,
             x0=x0,
             y0=y0,
-            crs=CRS.from_epsg(config.epsg),
+            crs=CRS.from_epsg(config.resolved_epsg),
             transform=Affine(PIXEL_M, 0.0, x0, 0.0, -PIXEL_M, y0),
         )
 

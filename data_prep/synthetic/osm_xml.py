@@ -20,6 +20,7 @@ import shapely
 from numpy.typing import NDArray
 from pyproj import Transformer
 from rasterio.warp import transform_bounds
+from shapely import affinity
 from shapely.geometry import LineString, MultiPolygon, Polygon, box
 from shapely.geometry.base import BaseGeometry
 
@@ -147,19 +148,34 @@ _GENERATOR_TAGS: Final = {
 
 
 def _generator_rows(f: Farm) -> list[NDArray[np.float64]]:
-    """Panel rows (arrays of a few rows in large farms) inside the panel area: rings ``[N, 2]``."""
+    """Panel rows (arrays of a few rows in large farms) inside the panel area: rings ``[N, 2]``.
+
+    Rows at an angle are cut in the rows' own frame (the panel area turned about the CRS
+    origin so they run east-west) and turned back.
+    """
     if f.panel_area.is_empty:
         return []
-    minx, miny, maxx, maxy = f.panel_area.bounds
+    turned = f.row_angle != 0.0
+    area = (
+        affinity.rotate(f.panel_area, -f.row_angle, origin=(0, 0), use_radians=True)
+        if turned
+        else f.panel_area
+    )
+    minx, miny, maxx, maxy = area.bounds
     pitch = f.row_width + f.row_gap
     k0 = math.floor((miny - f.row_phase) / pitch) - 1
     k1 = math.ceil((maxy - f.row_phase) / pitch) + 1
     group = max(1, math.ceil((k1 - k0) / 40))  # at most ~40 generator strips per farm
     starts = f.row_phase + pitch * np.arange(k0, k1, group, dtype=np.float64)
     strips = shapely.box(minx - 1, starts, maxx + 1, starts + (group - 1) * pitch + f.row_width)
-    pieces = shapely.get_parts(shapely.intersection(strips, f.panel_area))
+    pieces = shapely.get_parts(shapely.intersection(strips, area))
     keep = (shapely.get_type_id(pieces) == 3) & (shapely.area(pieces) >= 30.0)
     rings = shapely.get_exterior_ring(shapely.simplify(pieces[keep], 0.3))
+    if turned:
+        rings = np.array(
+            [affinity.rotate(r, f.row_angle, origin=(0, 0), use_radians=True) for r in rings],
+            dtype=object,
+        )
     coords, index = shapely.get_coordinates(rings, return_index=True)
     return np.split(coords, np.flatnonzero(np.diff(index)) + 1) if len(coords) else []
 
@@ -169,7 +185,7 @@ def build_osm_xml(
 ) -> tuple[str, dict[str, int]]:
     """The region's OSM XML, and counts of the solar features in it (for the summary)."""
     rng = rng_for(config, "osm")
-    osm = _OsmBuilder(grid, rng, dt.date.fromisoformat(config.date))
+    osm = _OsmBuilder(grid, rng, dt.date.fromisoformat(config.resolved_date))
     counts = _add_farms(osm, farms)
     _add_roads(osm, grid, land)
     for poly, tags in _landuse_polygons(config, grid, land, farms):
@@ -191,7 +207,8 @@ def _add_farms(osm: _OsmBuilder, farms: list[Farm]) -> dict[str, int]:
                 "name": f.name,
                 "operator": f.operator,
             }
-            osm.area(f.footprint, tags, relation=f.as_relation)
+            outline = f.osm_outline if f.osm_outline is not None else f.footprint
+            osm.area(outline, tags, relation=f.as_relation)
             counts["plants"] += 1
             counts["plant_relations"] += int(f.as_relation or f.hole is not None)
             counts["plants_with_hole"] += int(f.hole is not None)

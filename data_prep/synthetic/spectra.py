@@ -1,13 +1,16 @@
 """Surface reflectance: end-member spectra, their mixing weights, the sensor's blur and noise.
 
-Reflectances are linear mixtures of published Sentinel-2 surface-reflectance spectra, weighted
-by the cover fractions of the landscape and the farms, with per-field and per-farm variation,
-spatially correlated and per-pixel noise, and the 20 m bands seen at 20 m.
+Reflectances are linear mixtures of end-member spectra (a :class:`Palette`), weighted by the
+cover fractions of the landscape and the farms, with per-field and per-farm variation, spatially
+correlated and per-pixel noise, and the 20 m bands seen at 20 m. Without a preset the palette is
+the fixed :data:`SPECTRA`; a preset region draws each of its end-members from the preset's
+measured or published range (:mod:`~data_prep.synthetic.presets`), once per scene.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -15,19 +18,24 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from data_prep.synthetic.config import RegionConfig
-from data_prep.synthetic.farms import Farm
+from data_prep.synthetic.farms import PANEL_MATERIALS, Farm
 from data_prep.synthetic.fields import FloatMap, block_mean, rng_for
 from data_prep.synthetic.landscape import Land
+from data_prep.synthetic.presets import PRESET_ENDMEMBERS
 from solarmap.bands import BANDS, NATIVE_RESOLUTION_M
 
 __all__ = [
     "ENDMEMBERS",
     "ENDMEMBER_INDEX",
     "ENDMEMBER_SPECTRA",
+    "ORIGINAL_PALETTE",
     "SPECTRA",
+    "FarmMix",
+    "Palette",
     "add_sensor_noise",
     "endmember_weights",
     "farm_mix",
+    "palette_for",
     "resample_20m_bands",
     "surface_reflectance",
 ]
@@ -66,6 +74,53 @@ ENDMEMBER_INDEX: Final[dict[str, int]] = {name: i for i, name in enumerate(ENDME
 #: The spectra as a matrix ``[10 bands, K end-members]``.
 ENDMEMBER_SPECTRA: Final = np.array([SPECTRA[n] for n in ENDMEMBERS], dtype="f4").T
 
+
+@dataclass(frozen=True)
+class Palette:
+    """The end-members of one region: names and spectra ``[10 bands, K]``."""
+
+    names: tuple[str, ...]
+    spectra: NDArray[np.float32]
+
+    @property
+    def index(self) -> dict[str, int]:
+        """Position of each end-member in :attr:`names`."""
+        return {name: i for i, name in enumerate(self.names)}
+
+
+#: The palette of a region without a preset: :data:`SPECTRA`.
+ORIGINAL_PALETTE: Final = Palette(ENDMEMBERS, ENDMEMBER_SPECTRA)
+#: How far each band may stray from the end-member's common position in its range.
+_BAND_JITTER: Final = 0.15
+
+
+def palette_for(config: RegionConfig) -> Palette:
+    """The end-members of a region: :data:`ORIGINAL_PALETTE` without a preset; with one,
+    each end-member drawn from the preset's range once per scene (one position in the range
+    for all bands, so the shape of the spectrum holds, each band jittered a little)."""
+    spec = config.preset_spec
+    if spec is None:
+        return ORIGINAL_PALETTE
+    rng = rng_for(config, "spectra")
+    cols = []
+    for name in PRESET_ENDMEMBERS:
+        lo, hi = (np.asarray(v, np.float64) for v in spec.spectra[name])
+        t = np.clip(rng.uniform() + _BAND_JITTER * rng.uniform(-1.0, 1.0, len(BANDS)), 0.0, 1.0)
+        cols.append(lo + t * (hi - lo))
+    return Palette(PRESET_ENDMEMBERS, np.array(cols, dtype="f4").T)
+
+
+@dataclass(frozen=True)
+class FarmMix:
+    """What every farm is made of: shares ``[n_farms + 1, M]`` of ``M`` materials (end-member
+    names), indexed by farm index + 1 (row 0, outside farms, is zero). Panel materials are
+    shares of the panel cover, the others of the ground between the rows."""
+
+    names: tuple[str, ...]
+    on_panel: tuple[bool, ...]
+    shares: NDArray[np.float32]
+
+
 _PSF_SIGMA_PX: Final = 0.45
 #: Rows beyond a strip needed by the point spread function (3 sigma).
 _PSF_HALO_ROWS: Final = 2
@@ -76,58 +131,83 @@ _BANDS_10M: Final = tuple(i for i, b in enumerate(BANDS) if NATIVE_RESOLUTION_M[
 _Parts = Callable[[dict[str, FloatMap]], dict[str, FloatMap]]
 
 
-def farm_mix(farms: list[Farm]) -> NDArray[np.float32]:
-    """Ground and panel mix of every farm ``[n_farms + 1, 3]``, indexed by farm index + 1.
-
-    Columns: grass share and dry-grass share of the ground between the rows, share of the
-    alternative panel spectrum. Row 0 (outside farms) is zero.
-    """
-    params = np.zeros((len(farms) + 1, 3), "f4")
+def farm_mix(farms: list[Farm]) -> FarmMix:
+    """What every farm is made of (:attr:`~data_prep.synthetic.farms.Farm.materials`), as one
+    table for the whole region."""
+    names: list[str] = []
     for f in farms:
-        params[f.index + 1] = (f.ground_green, min(f.ground_dry, 1 - f.ground_green), f.panel_alt)
-    return params
+        names.extend(n for n in f.materials if n not in names)
+    shares = np.zeros((len(farms) + 1, len(names)), "f4")
+    for f in farms:
+        for j, name in enumerate(names):
+            shares[f.index + 1, j] = f.materials.get(name, 0.0)
+    on_panel = tuple(n in PANEL_MATERIALS for n in names)
+    return FarmMix(tuple(names), on_panel, shares)
 
 
 def endmember_weights(
-    land: Land, farm_params: NDArray[np.float32], rows: slice
+    land: Land, mix: FarmMix, rows: slice, palette: Palette = ORIGINAL_PALETTE
 ) -> NDArray[np.float32]:
-    """End-member weights ``[K, h, W]`` of a strip of rows.
+    """End-member weights ``[K, h, W]`` of a strip of rows, ``K`` the palette's end-members.
 
-    Layers are composited in order (land, water, settlement, tracks, roads, snow, farms, pads),
-    each covering a fraction of the pixel. Walking the layers from the top down with the
-    running share ``keep`` that is still visible costs a few operations per layer instead of K.
+    Layers are composited in order (land, forest, rock, flooded paddies, water, settlement,
+    look-alikes, tracks, roads, snow, farms, pads), each covering a fraction of the pixel; the
+    layers of presets only are skipped where the region has none. Walking the layers from the
+    top down with the running share ``keep`` that is still visible costs a few operations per
+    layer instead of K.
     """
     maps = {k: v[rows] for k, v in land.maps.items()}
     farm_index = land.farm_index[rows]
-    weights = np.zeros((len(ENDMEMBERS), *maps["green"].shape), "f4")
+    index = palette.index
+    weights = np.zeros((len(palette.names), *maps["green"].shape), "f4")
     # Each layer: the map of its cover, and the end-members it is made of (made only when the
     # layer covers something in the strip).
     layers: list[tuple[str, _Parts]] = [
+        ("forest", lambda m: {"forest": m["forest"]}),
+        ("rock", lambda m: {"rock": m["rock"]}),
+        ("wet", lambda m: {"turbid_water": m["wet"]}),
         ("water", _water_parts),
         ("settle", _settlement_parts),
+        *((layer, _single(layer, _LOOKALIKE_ENDMEMBER[layer])) for layer in _LOOKALIKE_ORDER),
         ("track", lambda m: {"gravel": m["track"]}),
         ("asphalt", lambda m: {"asphalt": m["asphalt"]}),
         ("snow", lambda m: {"snow": m["snow"]}),
-        ("foot", lambda m: _farm_parts(m, farm_index, farm_params)),
+        ("foot", lambda m: _farm_parts(m, farm_index, mix)),
         ("pad", lambda m: {"pad": m["pad"]}),
     ]
     keep = np.ones_like(maps["green"])
     for key, parts in reversed(layers):
-        cover = maps[key]
-        if not cover.any():
+        cover = maps.get(key)
+        if cover is None or not cover.any():
             continue
         for name, w in parts(maps).items():
-            weights[ENDMEMBER_INDEX[name]] += keep * w
+            weights[index[name]] += keep * w
         keep *= 1.0 - cover
     # The land underneath: vegetation, dry grass and three soils.
     g, d = maps["green"], maps["dry"]
     soil = np.clip(1.0 - g - d, 0.0, 1.0) * keep
-    weights[ENDMEMBER_INDEX["vegetation"]] += g * keep
-    weights[ENDMEMBER_INDEX["dry_grass"]] += d * keep
-    weights[ENDMEMBER_INDEX["red_soil"]] += soil * maps["red"]
-    weights[ENDMEMBER_INDEX["dark_soil"]] += soil * maps["dark"]
-    weights[ENDMEMBER_INDEX["bare_soil"]] += soil * (1.0 - maps["red"] - maps["dark"])
+    weights[index["vegetation"]] += g * keep
+    weights[index["dry_grass"]] += d * keep
+    weights[index["red_soil"]] += soil * maps["red"]
+    weights[index["dark_soil"]] += soil * maps["dark"]
+    weights[index["bare_soil"]] += soil * (1.0 - maps["red"] - maps["dark"])
     return weights
+
+
+#: End-member of each look-alike layer (:data:`~data_prep.synthetic.landscape.LOOKALIKE_LAYERS`),
+#: and the layers from the bottom up.
+_LOOKALIKE_ENDMEMBER: Final = {
+    "graded": "graded_soil",
+    "greenhouse": "greenhouse",
+    "dark_roof": "dark_roof",
+    "industrial_roof": "industrial_roof",
+}
+_LOOKALIKE_ORDER: Final = tuple(_LOOKALIKE_ENDMEMBER)
+
+
+def _single(layer: str, endmember: str) -> _Parts:
+    """A layer made of one end-member."""
+    return lambda m: {endmember: m[layer]}
 
 
 def _water_parts(maps: dict[str, FloatMap]) -> dict[str, FloatMap]:
@@ -147,27 +227,23 @@ def _settlement_parts(maps: dict[str, FloatMap]) -> dict[str, FloatMap]:
 
 
 def _farm_parts(
-    maps: dict[str, FloatMap], farm_index: NDArray[np.int32], farm_params: NDArray[np.float32]
+    maps: dict[str, FloatMap], farm_index: NDArray[np.int32], mix: FarmMix
 ) -> dict[str, FloatMap]:
     """Panels, farm roads (gravel) and the ground between the rows, mixed per farm."""
     ff = maps["foot"]
     idx = farm_index + 1
-    gg, gd, alt = farm_params[idx, 0], farm_params[idx, 1], farm_params[idx, 2]
     fp = np.minimum(maps["panel"], ff)
     fr = np.minimum(maps["froad"], ff - fp)
     ground = np.clip(ff - fp - fr, 0.0, 1.0)
-    return {
-        "panel": fp * (1.0 - alt),
-        "panel_alt": fp * alt,
-        "gravel": fr,
-        "grass": ground * gg,
-        "dry_grass": ground * gd,
-        "bare_soil": ground * np.clip(1.0 - gg - gd, 0.0, 1.0),
-    }
+    parts = {"gravel": fr}
+    for j, (name, on_panel) in enumerate(zip(mix.names, mix.on_panel, strict=True)):
+        w = (fp if on_panel else ground) * mix.shares[idx, j]
+        parts[name] = parts[name] + w if name in parts else w
+    return parts
 
 
 def surface_reflectance(
-    land: Land, farm_params: NDArray[np.float32], r0: int, r1: int
+    land: Land, mix: FarmMix, r0: int, r1: int, palette: Palette = ORIGINAL_PALETTE
 ) -> NDArray[np.float32]:
     """Surface reflectance ``[10, h, W]`` of rows ``r0:r1`` as the instrument sees it.
 
@@ -179,8 +255,9 @@ def surface_reflectance(
     H, W = land.band.shape
     h = r1 - r0
     a0, a1 = max(0, r0 - _PSF_HALO_ROWS), min(H, r1 + _PSF_HALO_ROWS)
-    wts = endmember_weights(land, farm_params, slice(a0, a1))
-    surface = (ENDMEMBER_SPECTRA @ wts.reshape(len(ENDMEMBERS), -1)).reshape(-1, a1 - a0, W)
+    wts = endmember_weights(land, mix, slice(a0, a1), palette)
+    k = len(palette.names)
+    surface = (palette.spectra @ wts.reshape(k, -1)).reshape(-1, a1 - a0, W)
     del wts
     refl = np.ascontiguousarray(surface[:, r0 - a0 : r0 - a0 + h])
     for i in _BANDS_10M:

@@ -1,7 +1,7 @@
 """Write a synthetic region: the scene strip by strip, SCL, land cover, OSM labels, truth, summary.
 
-:func:`generate_region` runs the generator's steps in order (landscape, farms, sky, surface
-reflectance) and writes every file; the same config gives byte-identical files.
+:func:`generate_region` runs the generator's steps in order (landscape, farms, look-alikes,
+sky, surface reflectance) and writes every file; the same config gives byte-identical files.
 """
 
 from __future__ import annotations
@@ -24,20 +24,28 @@ from rasterio.windows import Window
 
 from data_prep.synthetic.atmosphere import (
     SCL_WRITTEN,
+    Haze,
+    apply_haze,
     apply_sky,
     classify_sky,
     classify_surface,
+    make_haze,
     make_sky,
 )
 from data_prep.synthetic.config import GENERATOR_VERSION, RegionConfig
 from data_prep.synthetic.farms import Farm, assign_roles, place_farms, render_farms
 from data_prep.synthetic.fields import FloatMap
+from data_prep.synthetic.footprints import read_footprints
 from data_prep.synthetic.grid import Grid
 from data_prep.synthetic.landscape import LANDCOVER_CLASSES, Land, classify_landcover, make_land
+from data_prep.synthetic.lookalikes import LookAlike, place_lookalikes, render_lookalikes
 from data_prep.synthetic.osm_xml import build_osm_xml
 from data_prep.synthetic.spectra import (
+    FarmMix,
+    Palette,
     add_sensor_noise,
     farm_mix,
+    palette_for,
     resample_20m_bands,
     surface_reflectance,
 )
@@ -76,6 +84,14 @@ class RegionFiles:
     truth: Path
     landcover: Path
     config: Path
+    lookalikes: Path
+
+    def written(self, *, lookalikes: bool) -> dict[str, Path]:
+        """The files by name (``root`` aside); ``lookalikes`` only when it was written."""
+        files = {k: v for k, v in dataclasses.asdict(self).items() if k != "root"}
+        if not lookalikes:
+            del files["lookalikes"]
+        return files
 
     @classmethod
     def in_folder(cls, out: Path) -> RegionFiles:
@@ -88,6 +104,7 @@ class RegionFiles:
             truth=out / "truth.gpkg",
             landcover=out / "landcover.tif",
             config=out / "region.json",
+            lookalikes=out / "lookalikes.gpkg",
         )
 
 
@@ -107,7 +124,7 @@ def _fixed_gpkg_date(date: str) -> Iterator[None]:
 def _scene_id(config: RegionConfig, crs: CRS, lat: float) -> str:
     """A Sentinel-2 L2A product name for the region: its UTM tile at latitude ``lat``, an
     orbit and a time made from the seed."""
-    day = dt.date.fromisoformat(config.date).strftime("%Y%m%d")
+    day = dt.date.fromisoformat(config.resolved_date).strftime("%Y%m%d")
     zone = crs.utm_zone or "00N"
     zone_num = zone[:-1].zfill(2)
     band = "CDEFGHJKLMNPQRSTUVWX"[int(np.clip((lat + 80) // 8, 0, 19))]
@@ -134,7 +151,11 @@ def generate_region(out_dir: Path, config: RegionConfig = _DEFAULT_CONFIG) -> Re
     - ``labels.osm``: OSM XML 0.6: mapped plants (closed ways and multipolygon relations),
       panel rows as generators, orphan generators, roads and land use. Unmapped farms are absent.
     - ``truth.gpkg``: layer ``farms``, every farm: farm_id, mapped, orphan, area_ha, n_blocks,
-      osm_kind, geometry (footprint in the scene CRS).
+      osm_kind, geometry (footprint in the scene CRS; the built part of a partly built farm).
+    - ``lookalikes.gpkg`` (preset regions, or any region with partly built farms): layer
+      ``lookalikes``, everything that is not solar but may look like it: kind (greenhouse,
+      dark_roof, industrial_roof, graded_land, unbuilt), farm_id (the farm it stands next
+      to or, when unbuilt, belongs to; -1: none), geometry. None of it is in the truth.
     - ``region.json``: the config, counts, land-cover shares and the generator version.
 
     The same config gives byte-identical files.
@@ -147,7 +168,9 @@ def generate_region(out_dir: Path, config: RegionConfig = _DEFAULT_CONFIG) -> Re
         The paths written.
 
     Raises:
-        InputError: if ``config`` is not a :class:`RegionConfig`.
+        InputError: if ``config`` is not a :class:`RegionConfig`, or its footprints file has
+            no CRS or no polygons.
+        InputFileError: if its footprints file is missing, empty or not a vector file.
     """
     if not isinstance(config, RegionConfig):
         raise InputError(f"config={config!r}: give a RegionConfig")
@@ -161,29 +184,55 @@ def generate_region(out_dir: Path, config: RegionConfig = _DEFAULT_CONFIG) -> Re
 
 def _generate(out: Path, config: RegionConfig) -> RegionFiles:
     """Make the region step by step and write its files into ``out``."""
+    footprints = read_footprints(config.footprints) if config.footprints is not None else None
     grid = Grid.of(config)
-    log.info("synthetic region: seed %d, %d x %d px at %s", config.seed, grid.W, grid.H, grid.crs)
+    log.info(
+        "synthetic region: seed %d, %d x %d px at %s%s",
+        config.seed,
+        grid.W,
+        grid.H,
+        grid.crs,
+        f", preset {config.preset}" if config.preset is not None else "",
+    )
 
     land = make_land(config, grid)
-    farms = place_farms(config, grid, land)
+    farms = place_farms(config, grid, land, footprints=footprints)
     assign_roles(config, farms)
     render_farms(config, grid, land, farms)
+    lookalikes = place_lookalikes(config, grid, land, farms)
+    render_lookalikes(grid, land, lookalikes)
     sky = make_sky(config, grid)
     landcover = classify_landcover(land)
 
     files = RegionFiles.in_folder(out)
     tags = _scene_tags(config, grid)
-    scl = _write_scene(files, config, grid, land, farm_mix(farms), sky, landcover, tags)
+    look = _Look(farm_mix(farms), palette_for(config), make_haze(config, grid))
+    scl = _write_scene(files, config, grid, land, look, sky, landcover, tags)
     _write_class_maps(files, grid, scl, landcover, tags)
     xml, osm_counts = build_osm_xml(config, grid, land, farms)
     write_text(files.osm, xml)
-    _write_truth(files.truth, grid, farms, config.date)
+    date = config.resolved_date
+    _write_truth(files.truth, grid, farms, date)
+    with_lookalikes = config.preset is not None or bool(lookalikes)
+    if with_lookalikes:
+        _write_lookalikes(files.lookalikes, grid, lookalikes, date)
 
     landcover_share = _class_shares(landcover, len(LANDCOVER_CLASSES))
     scl_share = _class_shares(scl, len(SCL_CLASSES))
     summary = _summary(
-        config, grid, files, tags["SCENE_ID"], farms, osm_counts, landcover_share, scl_share
+        config,
+        grid,
+        files.written(lookalikes=with_lookalikes),
+        tags["SCENE_ID"],
+        farms,
+        osm_counts,
+        landcover_share,
+        scl_share,
     )
+    if with_lookalikes:
+        kinds = [it.kind for it in lookalikes]
+        summary["counts"]["lookalikes"] = {k: kinds.count(k) for k in sorted(set(kinds))}
+        summary["counts"]["partly_built"] = sum(f.unbuilt is not None for f in farms)
     write_json(files.config, summary)
     log.info(
         "wrote %s: %d farms (%d mapped), %.1f %% solar",
@@ -201,7 +250,7 @@ def _scene_tags(config: RegionConfig, grid: Grid) -> dict[str, Any]:
     _, lat_c = to_ll.transform(grid.x0 + grid.W * 5.0, grid.y0 - grid.H * 5.0)
     return {
         "SCENE_ID": _scene_id(config, grid.crs, lat_c),
-        "DATETIME": f"{config.date}T05:16:51Z",
+        "DATETIME": f"{config.resolved_date}T05:16:51Z",
         "SPACECRAFT": "Sentinel-2A",
         "PROCESSING_BASELINE": "05.09",
         "BOA_ADD_OFFSET": L2A_BOA_ADD_OFFSET,
@@ -249,10 +298,19 @@ def _class_shares(classes: NDArray[np.uint8], n: int) -> NDArray[np.float64]:
     return np.bincount(classes.ravel(), minlength=n) / classes.size
 
 
+@dataclass(frozen=True)
+class _Look:
+    """How the region looks: what the farms are made of, the end-members, the haze."""
+
+    farms: FarmMix
+    palette: Palette
+    haze: Haze | None
+
+
 def _summary(
     config: RegionConfig,
     grid: Grid,
-    files: RegionFiles,
+    files: dict[str, Path],
     scene_id: str,
     farms: list[Farm],
     osm_counts: dict[str, int],
@@ -266,7 +324,7 @@ def _summary(
         "generator_version": GENERATOR_VERSION,
         "config": dataclasses.asdict(config),
         "origin": list(grid.bounds[0::3]),
-        "crs": f"EPSG:{config.epsg}",
+        "crs": f"EPSG:{config.resolved_epsg}",
         "transform": list(grid.transform)[:6],
         "scene_id": scene_id,
         "counts": {
@@ -281,7 +339,7 @@ def _summary(
             LANDCOVER_CLASSES[k]: round(float(landcover_share[k]), 5) for k in LANDCOVER_CLASSES
         },
         "scl_share": {SCL_CLASSES[k]: round(float(scl_share[k]), 5) for k in SCL_WRITTEN},
-        "files": {k: v.name for k, v in dataclasses.asdict(files).items() if k != "root"},
+        "files": {k: v.name for k, v in files.items()},
     }
 
 
@@ -290,7 +348,7 @@ def _write_scene(
     config: RegionConfig,
     grid: Grid,
     land: Land,
-    farm_params: NDArray[np.float32],
+    look: _Look,
     sky: tuple[FloatMap, FloatMap],
     landcover: NDArray[np.uint8],
     tags: dict[str, Any],
@@ -314,9 +372,7 @@ def _write_scene(
     ) as dst:
         for strip, r0 in enumerate(range(0, grid.H, _STRIP_ROWS)):
             r1 = min(grid.H, r0 + _STRIP_ROWS)
-            dn, scl_strip = _synthesise_strip(
-                config, land, farm_params, *sky, landcover, r0, r1, strip
-            )
+            dn, scl_strip = _synthesise_strip(config, land, look, *sky, landcover, r0, r1, strip)
             dst.write(dn, window=Window(0, r0, grid.W, r1 - r0))
             scl[r0 // 2 : r1 // 2] = scl_strip
     return scl
@@ -348,10 +404,26 @@ def _write_truth(path: Path, grid: Grid, farms: list[Farm], date: str) -> None:
         write_vector(gdf, path, layer="farms", style=outline_style(colour="#ffff00"))
 
 
+def _write_lookalikes(path: Path, grid: Grid, items: list[LookAlike], date: str) -> None:
+    """Write ``lookalikes.gpkg``: kind, farm_id and outline of every look-alike."""
+    import geopandas as gpd
+
+    gdf = gpd.GeoDataFrame(
+        {
+            "kind": [it.kind for it in items],
+            "farm_id": np.array([it.farm_id for it in items], dtype=np.int32),
+        },
+        geometry=[it.geometry for it in items],
+        crs=grid.crs,
+    )
+    with _fixed_gpkg_date(date):
+        write_vector(gdf, path, layer="lookalikes", style=outline_style(colour="#ff00ff"))
+
+
 def _synthesise_strip(
     config: RegionConfig,
     land: Land,
-    farm_params: NDArray[np.float32],
+    look: _Look,
     cloud: FloatMap,
     shadow: FloatMap,
     landcover: NDArray[np.uint8],
@@ -361,8 +433,10 @@ def _synthesise_strip(
 ) -> tuple[NDArray[np.uint16], NDArray[np.uint8]]:
     """DN ``[10, h, W]`` and SCL ``[h/2, W/2]`` of rows ``r0:r1``."""
     rows = slice(r0, r1)
-    refl = surface_reflectance(land, farm_params, r0, r1)
+    refl = surface_reflectance(land, look.farms, r0, r1, look.palette)
     add_sensor_noise(config, refl, strip)
+    if look.haze is not None:
+        apply_haze(refl, look.haze, rows)
     # Scene classification from the surface (before clouds), at 20 m.
     scl = classify_surface(refl, landcover[r0:r1:2, ::2])
     apply_sky(refl, cloud[rows], shadow[rows], land.maps["illum"][rows])

@@ -108,6 +108,8 @@ _DEMO_DATA_OPTIONS = {
     "spurious": "--spurious",
     "snow": "--snow",
     "unmapped_fraction": "--unmapped-fraction",
+    "preset": "--preset",
+    "footprints": "--footprints",
 }
 
 
@@ -121,9 +123,21 @@ def demo_data(
     ] = "none",
     snow: Annotated[bool, typer.Option(help="Add snow patches to the landscape.")] = False,
     unmapped_fraction: Annotated[float, typer.Option(help="Share of farms left out of OSM.")] = 0.2,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Climate and landscape: deccan, central-europe, alpine, desert or rice-paddy "
+            "(sets the place, date, land cover, spectra, plants, haze and look-alikes)."
+        ),
+    ] = None,
+    footprints: Annotated[
+        Path | None,
+        typer.Option(help="Vector file of solar-farm polygons to draw the farms' outlines from."),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
 ) -> None:
-    """Generate the built-in demo region: an L2A-like scene, SCL, OSM labels and ground truth."""
+    """Generate a demo region: an L2A-like scene, SCL, OSM labels and ground truth (and, with a
+    preset, the non-solar look-alikes)."""
     from data_prep.synthetic import RegionConfig, RegionConfigError, generate_region
     from solarmap.geo import output_dir
 
@@ -136,6 +150,8 @@ def demo_data(
             spurious=spurious,  # type: ignore[arg-type]
             snow=snow,
             unmapped_fraction=unmapped_fraction,
+            preset=preset,  # type: ignore[arg-type]
+            footprints=str(footprints) if footprints is not None else None,
         )
     except RegionConfigError as err:  # name this command's option, not the config field
         if err.field not in _DEMO_DATA_OPTIONS:
@@ -144,7 +160,10 @@ def demo_data(
     with output_dir(out, overwrite=overwrite) as tmp:
         generate_region(tmp, cfg)
     typer.echo(f"demo region written to {out}")
-    for name in ("scene.tif", "scene_SCL.tif", "labels.osm", "truth.gpkg", "region.json"):
+    names = ["scene.tif", "scene_SCL.tif", "labels.osm", "truth.gpkg", "region.json"]
+    if (out / "lookalikes.gpkg").exists():
+        names.append("lookalikes.gpkg")
+    for name in names:
         typer.echo(f"  {out / name}")
     _next(
         f"solarmap prepare --scene {_q(out / 'scene.tif')} --labels {_q(out / 'labels.osm')} "

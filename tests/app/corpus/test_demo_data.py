@@ -16,6 +16,25 @@ def _demo(*extra: str):  # type: ignore[no-untyped-def]
     return argv
 
 
+def _footprints(content: str | None):  # type: ignore[no-untyped-def]
+    """``demo-data`` with a footprints file of ``content`` (``None``: a file that is absent)."""
+
+    def argv(i: Inputs, tmp: Path) -> list[str]:
+        path = tmp / "farms.geojson"
+        if content is not None:
+            path.write_text(content)
+        return ["-q", "demo-data", "--out", "OUT", "--size", "64", "--footprints", str(path)]
+
+    return argv
+
+
+_POINTS_ONLY = (
+    '{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
+    '"geometry": {"type": "Point", "coordinates": [16.5, 48.2]}}]}'
+)
+_NO_FEATURES = '{"type": "FeatureCollection", "features": []}'
+
+
 def _taken(i: Inputs, tmp: Path) -> list[str]:
     (tmp / "region").mkdir()
     return ["-q", "demo-data", "--out", str(tmp / "region"), "--size", "64"]
@@ -40,6 +59,32 @@ CASES: list[Case] = [
     Case("demo-data-unmapped-nan", _demo("--unmapped-fraction", "nan"), ("--unmapped-fraction",)),
     Case("demo-data-spurious", _demo("--spurious", "glitter"), ("--spurious", "none, pad or snow")),
     Case("demo-data-out-exists", _taken, ("region", "--overwrite")),
+    Case(
+        "demo-data-preset-unknown",
+        _demo("--preset", "tundra"),
+        ("--preset tundra", "choose one of deccan, central-europe, alpine, desert, rice-paddy"),
+    ),
+    Case(
+        "demo-data-footprints-missing",
+        _footprints(None),
+        ("farms.geojson", "footprints file not found"),
+    ),
+    Case(
+        "demo-data-footprints-no-polygons",
+        _footprints(_POINTS_ONLY),
+        ("farms.geojson", "no polygons"),
+    ),
+    Case(
+        "demo-data-footprints-no-features",
+        _footprints(_NO_FEATURES),
+        ("farms.geojson", "no polygons"),
+    ),
+    Case("demo-data-footprints-empty", _footprints(""), ("farms.geojson", "empty")),
+    Case(
+        "demo-data-footprints-not-vector",
+        _footprints("solar farms, a list\n"),
+        ("farms.geojson", "not a vector file"),
+    ),
     Case(
         "demo-data-seed-huge",
         _demo("--seed", str(2**63)),
