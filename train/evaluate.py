@@ -1,8 +1,9 @@
 """Evaluate solar-farm segmentation at pixel level and at object (farm) level.
 
 Pixel level: streaming confusion counts at one threshold (:class:`PixelCounts`) and a streaming
-precision-recall curve over 1000 thresholds (:class:`ProbabilityHistogram`). Truth masks use
-the labelled-scene contract: 0 background, 1 solar, 255 ignore.
+precision-recall curve over 1000 thresholds, with PR-AUC and ROC-AUC
+(:class:`ProbabilityHistogram`). Truth masks use the labelled-scene contract: 0 background,
+1 solar, 255 ignore.
 
 Object level (:func:`object_metrics`): detected polygons against complete ground-truth farm
 polygons, following the protocol of Kruitwagen et al. (2021), "A global inventory of
@@ -214,7 +215,7 @@ def _check_truth(values: np.ndarray, truth: np.ndarray, *, what: str) -> None:
 
 
 class ProbabilityHistogram:
-    """Streaming precision-recall curve of solar probabilities.
+    """Streaming precision-recall curve (and ROC-AUC) of solar probabilities.
 
     Keeps two histograms of 1000 bins on [0, 1] (probabilities of solar pixels and of
     background pixels), so memory is constant however many pixels are fed. Curve thresholds are
@@ -297,10 +298,25 @@ class ProbabilityHistogram:
         return float(self.thresholds[k]), {name: float(curve[name][k]) for name in SCORE_NAMES}
 
     def average_precision(self) -> float:
-        """Area under the precision-recall curve (step rule, as scikit-learn's ``AP``)."""
+        """Area under the precision-recall curve (step rule, as scikit-learn's ``AP``): the
+        PR-AUC that :func:`evaluate_prediction` reports."""
         c = self.curve()
         recall = np.append(c["recall"], 0.0)
         return float(np.sum((recall[:-1] - recall[1:]) * c["precision"]))
+
+    def roc_auc(self) -> float:
+        """Area under the ROC curve through the bin edges (trapezoid rule).
+
+        The same number as the Mann-Whitney statistic of :func:`roc_auc` on probabilities
+        quantised to the bins: a solar pixel in a higher bin than a background pixel counts 1,
+        in the same bin one half. NaN when either class has not been seen.
+        """
+        n_pos, n_neg = int(self.positive.sum()), int(self.negative.sum())
+        if n_pos == 0 or n_neg == 0:
+            return float("nan")
+        below = np.cumsum(self.negative) - self.negative  # background pixels in lower bins
+        pairs = self.positive.astype(np.float64) @ (below + 0.5 * self.negative)
+        return float(pairs / (n_pos * n_neg))
 
 
 # --------------------------------------------------------------------------------------------
@@ -841,6 +857,17 @@ def _best_thresholds(hist: ProbabilityHistogram, truth: Path) -> dict[str, Any] 
     return best
 
 
+def _curve_areas(hist: ProbabilityHistogram) -> dict[str, float | None]:
+    """``roc_auc`` and ``pr_auc`` of the pixels, and ``average_precision`` (the PR-AUC under
+    its earlier name); ``roc_auc`` is None (JSON null) when a class is absent."""
+    ap, auc = hist.average_precision(), hist.roc_auc()
+    return {
+        "roc_auc": auc if math.isfinite(auc) else None,
+        "pr_auc": ap,
+        "average_precision": ap,
+    }
+
+
 def _object_result(
     polygons: Path, farm_pixels: _FarmPixels, raster_bounds: tuple[float, ...], **options: Any
 ) -> dict[str, Any]:
@@ -897,8 +924,11 @@ def evaluate_prediction(
     Returns:
         ``{"pixel": {...}, "object": {...} or None, "threshold": t, "best_threshold":
         {"iou": {...}, "f1": {...}} or None}``; ``pixel`` holds :meth:`PixelCounts.metrics`
-        at ``threshold`` and ``average_precision``; each best-threshold entry holds the
-        threshold and the pixel metrics there (None when the truth has no solar pixel).
+        at ``threshold`` and the threshold-free ``roc_auc`` (None without solar or without
+        background pixels) and ``pr_auc`` (average precision, also as
+        ``average_precision``); each best-threshold entry holds the threshold and the pixel
+        metrics there, so ``best_threshold["iou"]["iou"]`` is the IoU at the best threshold
+        (None when the truth has no solar pixel).
 
     Raises:
         InputFileError: if an input file is missing or unreadable.
@@ -950,7 +980,7 @@ def evaluate_prediction(
             "'ignore' (255) or missing; give truth and a prediction of the same area"
         )
     result: dict[str, Any] = {
-        "pixel": {**counts.metrics(), "average_precision": hist.average_precision()},
+        "pixel": {**counts.metrics(), **_curve_areas(hist)},
         "object": None,
         "threshold": float(threshold),
         "best_threshold": _best_thresholds(hist, truth),

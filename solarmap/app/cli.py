@@ -383,6 +383,13 @@ def _echo_metrics(metrics: dict) -> None:
         f"pixel: IoU {px['iou']:.3f}  F1 {px['f1']:.3f}  "
         f"precision {px['precision']:.3f}  recall {px['recall']:.3f}"
     )
+    roc = px.get("roc_auc")
+    best = (metrics.get("best_threshold") or {}).get("iou")
+    at_best = f"  best IoU {best['iou']:.3f} at {best['threshold']:.3f}" if best else ""
+    typer.echo(
+        f"pixel: ROC-AUC {'n/a' if roc is None else f'{roc:.3f}'}  "
+        f"PR-AUC {px['pr_auc']:.3f}{at_best}"
+    )
     obj = metrics.get("object")
     if obj:
         typer.echo(

@@ -131,9 +131,13 @@ def test_predict_and_evaluate(tiny_scene, tiny_labels, tiny_checkpoint, tmp_path
         ["-q", "evaluate", "--prediction", str(tmp_path / "p"), "--truth", str(tiny_labels)], capsys
     )
     assert code == 0, err
-    assert "IoU" in out
+    assert "IoU" in out and "ROC-AUC" in out and "PR-AUC" in out and "best IoU" in out
     metrics = json.loads((tmp_path / "p" / "metrics.json").read_text())
     assert 0 <= metrics["pixel"]["iou"] <= 1 and metrics["threshold"] == 0.5
+    px, best = metrics["pixel"], metrics["best_threshold"]["iou"]
+    assert 0 <= px["roc_auc"] <= 1 and 0 <= px["pr_auc"] <= 1
+    assert 0 < best["threshold"] < 1 and px["iou"] <= best["iou"] <= 1
+    assert f"ROC-AUC {px['roc_auc']:.3f}" in out and f"best IoU {best['iou']:.3f}" in out
     # The threshold comes from the prediction's record, and is checked there.
     record_path = tmp_path / "p" / "predict.json"
     record = json.loads(record_path.read_text())

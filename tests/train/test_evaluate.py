@@ -414,8 +414,12 @@ def test_evaluate_prediction_end_to_end(tmp_path: Path) -> None:
     assert obj["by_area"]["1-10 ha"]["n_found"] == 2
     assert obj["by_area"]["<1 ha"]["n_truth"] == 1
 
+    assert 0.5 < px["roc_auc"] <= 1 and 0 < px["pr_auc"] == px["average_precision"] <= 1
+
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["pixel"]["tp"] == px["tp"]
+    assert saved["pixel"]["roc_auc"] == px["roc_auc"] and saved["pixel"]["pr_auc"] == px["pr_auc"]
+    assert saved["best_threshold"]["iou"]["iou"] == best["iou"]
     assert saved["object"]["n_found"] == 2
     png = (out / "pr_curve.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -486,6 +490,8 @@ def test_evaluate_without_solar_truth(tmp_path: Path) -> None:
     res = evaluate_prediction(f["prob"], empty, threshold=0.5, out=tmp_path / "e")
     assert res["best_threshold"] is None
     assert res["pixel"]["recall"] == 0.0 and res["pixel"]["fp"] > 0
+    assert res["pixel"]["roc_auc"] is None  # undefined without solar pixels: JSON null
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["pixel"]["roc_auc"] is None
     assert (tmp_path / "e" / "pr_curve.png").exists()
 
 
@@ -505,3 +511,35 @@ def test_roc_auc_known_answers() -> None:
     # one of four positive/negative pairs is ordered wrongly
     assert roc_auc(np.array([0.1, 0.6, 0.5, 0.9, 0.0]), truth) == 0.75
     assert np.isnan(roc_auc(np.array([0.1, 0.2]), np.array([0, 0])))
+
+
+def test_histogram_roc_auc_known_answers() -> None:
+    def auc(prob: list[float], truth: list[int]) -> float:
+        h = ProbabilityHistogram()
+        h.update(np.array(prob), np.array(truth, np.uint8))
+        return h.roc_auc()
+
+    truth = [0, 0, 0, 1, 1, 255]
+    assert auc([0.1, 0.2, 0.3, 0.8, 0.9, 0.0], truth) == 1.0  # separable
+    assert auc([0.8, 0.9, 0.7, 0.1, 0.2, 1.0], truth) == 0.0  # reversed
+    assert auc([0.4] * 6, truth) == 0.5  # constant: every pair a tie
+    # 0.5 beats 0.1 and ties the two background 0.5s; 0.9 beats all three: 5 of 6 pairs
+    assert auc([0.1, 0.5, 0.5, 0.5, 0.9, 0.0], truth) == pytest.approx(5 / 6)
+    assert np.isnan(auc([0.1, 0.2], [0, 0])) and np.isnan(auc([0.1, 0.2], [1, 255]))
+
+
+def test_histogram_roc_auc_is_the_rank_auc_of_binned_probabilities() -> None:
+    from train.evaluate import N_BINS, roc_auc
+
+    rng = np.random.default_rng(7)
+    truth = (rng.random(20_000) < 0.2).astype(np.uint8)
+    prob = np.clip(rng.normal(0.35 + 0.3 * truth, 0.2), 0.0, 1.0)  # overlapping classes
+    truth[rng.random(truth.size) < 0.05] = 255
+    h = ProbabilityHistogram()
+    for part in np.array_split(np.arange(prob.size), 7):  # streamed in chunks
+        h.update(prob[part], truth[part])
+    binned = np.clip((prob * N_BINS).astype(np.int64), 0, N_BINS - 1)
+    assert h.roc_auc() == pytest.approx(roc_auc(binned, truth), abs=1e-12)
+    assert 0.75 < h.roc_auc() < 0.95
+    # Binning costs little: within a bin's worth of the exact value.
+    assert h.roc_auc() == pytest.approx(roc_auc(prob, truth), abs=2e-3)
