@@ -331,6 +331,15 @@ def random_checkpoint(
         "model": dataclasses.asdict(cfg),
         "chip_size": chip_size,
         "threshold": threshold,
+        # What the normalisation stands for: training pixels of that mean and std per band.
+        "training_stats": {
+            "bands": list(BANDS),
+            "mean": [mean] * len(BANDS),
+            "std": [std] * len(BANDS),
+            "p02": [round(mean - 2 * std, 6)] * len(BANDS),
+            "p98": [round(mean + 2 * std, 6)] * len(BANDS),
+            "pixels": 0,
+        },
     }
     return save_checkpoint(path, model, meta)
 

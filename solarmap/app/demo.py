@@ -139,11 +139,19 @@ def run_demo(
 
 def _record_chips_relatively(ckpt: Any, chips: str) -> Any:
     """Save the checkpoint again with ``chips`` (relative to it) as its training data, so the
-    weights' metadata and checkpoint.json agree; returns it loaded anew."""
+    weights' metadata and checkpoint.json agree; returns it loaded anew.
+
+    A checkpoint that carries no training statistics (the out-of-distribution check of
+    prediction needs them) gets those of the prepared folder it was trained on.
+    """
     from solarmap.model import load_checkpoint, save_checkpoint
+    from solarmap.ood import METADATA_KEY
+    from train.dataset import read_stats
 
     folder = Path(ckpt.metadata["path"])
     meta = {k: v for k, v in ckpt.metadata.items() if k != "path"}
+    if METADATA_KEY not in meta:
+        meta[METADATA_KEY] = read_stats(folder / chips)
     save_checkpoint(folder, ckpt.model, {**meta, "chips": chips})
     return load_checkpoint(folder)
 

@@ -12,7 +12,7 @@ import rasterio
 
 from solarmap.app.cli import main
 from solarmap.bands import BANDS
-from tests.conftest import AUSTRIA, needs_realdata
+from tests.conftest import AUSTRIA, needs_realdata, with_training_stats
 
 
 @pytest.mark.realdata
@@ -50,6 +50,7 @@ def test_prepare_train_predict_evaluate_on_real_chips(tmp_path: Path) -> None:
         )
         == 0
     )
+    with_training_stats(tmp_path / "c", tmp_path / "p")  # the checkpoint's, once train writes them
     chips = gpd.read_file(tmp_path / "p" / "chips.gpkg")
     held_out = chips.loc[chips.split == "test", "scene_id"].iloc[0]
     scene = AUSTRIA / f"{held_out}.tif"
