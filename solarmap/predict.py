@@ -483,9 +483,8 @@ def predict_scene(
         Paths of the outputs, the number of polygons and the time split.
 
     Raises:
-        CheckpointError: if the scene's bands differ from the checkpoint's, or the model does
-            not predict one logit per pixel.
-        CheckpointError: also if the checkpoint's training statistics are malformed.
+        CheckpointError: if the scene's bands differ from the checkpoint's, the model does not
+            predict one logit per pixel, or the checkpoint's training statistics are malformed.
         InputError: if the window is not a multiple of what the model needs, the device is not
             available, the scene has no valid pixel, or the out-of-distribution check is on and
             the checkpoint carries no training statistics.
