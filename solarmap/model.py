@@ -26,6 +26,7 @@ from solarmap.bands import BANDS
 from solarmap.errors import CheckpointError, InputError, SolarmapError
 from solarmap.geo import atomic_path, make_folder, write_json
 from solarmap.indices import BandNorm, check_indices
+from solarmap.ood import METADATA_KEY as OOD_STATS_KEY
 
 if TYPE_CHECKING:  # torch is imported where it is used: the threshold check and the model
     import torch  # config are cheap to import (`solarmap evaluate` needs no torch)
@@ -418,6 +419,15 @@ def random_checkpoint(
         "model": dataclasses.asdict(cfg),
         "chip_size": chip_size,
         "threshold": threshold,
+        # What the normalisation stands for: training pixels of that mean and std per band.
+        OOD_STATS_KEY: {
+            "bands": list(BANDS),
+            "mean": [mean] * len(BANDS),
+            "std": [std] * len(BANDS),
+            "p02": [round(mean - 2 * std, 6)] * len(BANDS),
+            "p98": [round(mean + 2 * std, 6)] * len(BANDS),
+            "pixels": 0,
+        },
     }
     return save_checkpoint(path, model, meta)
 

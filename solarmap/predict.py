@@ -7,7 +7,9 @@ one output folder (built atomically):
 - ``polygons.gpkg``: layer ``"solar"``, one polygon per connected group of pixels at or above the
   threshold, with its equal-area size, mean and max probability, centroid, scene id and date
   (a Date field, null where the scene has none);
-- ``predict.json``: the configuration, scene, checkpoint, counts and time split of the run.
+- ``predict.json``: the configuration, scene, checkpoint, counts and time split of the run, and
+  how far the scene lies outside the model's training data (``"ood"``, see :mod:`solarmap.ood`;
+  a warning is also logged when it lies far outside).
 
 Memory is bounded by one batch of windows and one strip of ``window`` rows of the scene, never
 the whole scene: windows are taken one row of windows at a time, blended into a strip
@@ -47,6 +49,15 @@ from solarmap.geo import (
     write_vector,
 )
 from solarmap.model import Checkpoint, check_threshold
+from solarmap.ood import (
+    OOD_CHECKS,
+    OodCheck,
+    SceneStatistics,
+    assess,
+    sampling_step,
+    training_stats,
+    warning_line,
+)
 from solarmap.progress import track
 from solarmap.styles import detections_style, probability_style
 from solarmap.windows import SceneSource, read_padded
@@ -80,7 +91,7 @@ _CHECKPOINT_KEYS = (
     "solarmap_version", "format_version", "bands", "chip_size", "threshold", "model",
     "normalisation", "metrics", "created", "region",
 )  # fmt: skip
-_TIME_KEYS = ("read", "forward", "blend", "write", "polygonize")
+_TIME_KEYS = ("read", "forward", "blend", "write", "polygonize", "ood")
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,9 @@ class PredictConfig:
             checkpoint's threshold (chosen on validation).
         min_area_m2: polygons smaller than this (equal-area m²) are dropped.
         device: torch device to run the model on (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
+        ood_check: ``"warn"`` compares the scene's band statistics with the training
+            statistics the checkpoint carries, records the result and logs a warning when the
+            scene lies far outside them (:mod:`solarmap.ood`); ``"off"`` skips that.
     """
 
     window: int = 512
@@ -105,6 +119,7 @@ class PredictConfig:
     threshold: float | None = None
     min_area_m2: float = 0.0
     device: str = "cpu"
+    ood_check: OodCheck = "warn"
 
     def __post_init__(self) -> None:
         if not _whole(self.window) or not 1 <= self.window <= MAX_WINDOW:
@@ -133,6 +148,8 @@ class PredictConfig:
             raise InputError(f"--min-area {self.min_area_m2}: give a finite area >= 0 m²")
         if self.device != "cpu":  # the default needs no torch import
             _check_device(self.device)
+        if self.ood_check not in OOD_CHECKS:
+            raise InputError(f"--ood-check {self.ood_check}: give {' or '.join(OOD_CHECKS)}")
 
 
 #: The largest window side :class:`PredictConfig` takes, pixels.
@@ -162,14 +179,18 @@ class PredictResult:
         probability: the probability COG.
         polygons: the polygon GeoPackage (layer ``"solar"``).
         n_polygons: polygons written.
-        seconds: wall time split into ``read``, ``forward``, ``blend``, ``write`` and
-            ``polygonize``; everything but ``forward`` is overhead around the model.
+        seconds: wall time split into ``read``, ``forward``, ``blend``, ``write``,
+            ``polygonize`` and ``ood`` (the out-of-distribution statistics); everything but
+            ``forward`` is overhead around the model.
+        ood: the out-of-distribution record written into ``predict.json`` (see
+            :func:`solarmap.ood.assess`; ``{"check": "off", "skipped": True}`` when off).
     """
 
     probability: Path
     polygons: Path
     n_polygons: int
     seconds: dict[str, float] = field(default_factory=dict)
+    ood: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,8 +333,10 @@ def _predict_to_cog(
     threshold: float,
     tags: dict[str, str],
     seconds: dict[str, float],
+    stats: SceneStatistics | None,
 ) -> _Counts:
-    """Run the sliding window over ``scene`` and write the probability COG at ``path``."""
+    """Run the sliding window over ``scene`` and write the probability COG at ``path``;
+    accumulate the scene's band statistics into ``stats`` on the way, when given."""
     import torch
 
     info = scene.info
@@ -326,6 +349,10 @@ def _predict_to_cog(
     wsum = np.zeros((S, Wa), dtype=np.float32)  # sum of weights
     valid_acc = np.zeros((S, Wa), dtype=bool)
     weights = _Weights(S, ov)
+    # Where the part of each read that no earlier read covered ends: at the next row of
+    # windows, and at the next batch's first column (the scene's end after the last).
+    next_row = dict(zip(rows, [*rows[1:], H], strict=True))
+    next_col = dict(zip(cols, [*cols[1:], W], strict=True))
     model, device = _prepare_model(checkpoint, config.device)
     counts = _Counts()
     n_batches = len(rows) * math.ceil(len(cols) / config.batch_size)
@@ -381,6 +408,11 @@ def _predict_to_cog(
                 stack = np.stack([x[:, :, c - c0 : c - c0 + S] for c in chunk])
                 has_data = np.array([valid[:, c - c0 : c - c0 + S].any() for c in chunk])
                 seconds["read"] += time.perf_counter() - t
+                if stats is not None:  # each scene pixel once, from the read already made
+                    t = time.perf_counter()
+                    h, w = min(next_row[r], H) - r, min(next_col[chunk[-1]], W) - c0
+                    stats.update(x[:, :h, :w], valid[:h, :w], row=r, col=c0)
+                    seconds["ood"] += time.perf_counter() - t
 
                 counts.windows += len(chunk)
                 counts.windows_skipped += int((~has_data).sum())
@@ -435,6 +467,11 @@ def predict_scene(
     clouds) or with NaN in any band enter the model as the band mean and come out as NaN.
     The checkpoint's model is moved to ``config.device`` and put in eval mode.
 
+    With ``config.ood_check`` ``"warn"`` (the default), the scene's band statistics are
+    gathered from the same reads and compared with the training statistics the checkpoint
+    carries (:mod:`solarmap.ood`): the result goes into ``predict.json`` as ``"ood"``, and a
+    scene far outside them logs one warning naming the bands.
+
     Args:
         scene: the scene (see :class:`SceneSource`), bands in the checkpoint's order.
         checkpoint: the trained model and its metadata.
@@ -446,10 +483,11 @@ def predict_scene(
         Paths of the outputs, the number of polygons and the time split.
 
     Raises:
-        CheckpointError: if the scene's bands differ from the checkpoint's, or the model does
-            not predict one logit per pixel.
+        CheckpointError: if the scene's bands differ from the checkpoint's, the model does not
+            predict one logit per pixel, or the checkpoint's training statistics are malformed.
         InputError: if the window is not a multiple of what the model needs, the device is not
-            available, or the scene has no valid pixel.
+            available, the scene has no valid pixel, or the out-of-distribution check is on and
+            the checkpoint carries no training statistics.
         OutputExistsError: if ``out`` exists and ``overwrite`` is false.
     """
     started = time.perf_counter()
@@ -462,6 +500,11 @@ def predict_scene(
             f"use e.g. {max(multiple, config.window // multiple * multiple)}"
         )
     threshold = checkpoint.threshold if config.threshold is None else config.threshold
+    stats = None
+    if config.ood_check == "warn":  # before any work: a checkpoint without statistics stops here
+        source = str(checkpoint.metadata.get("path") or "checkpoint")
+        training = training_stats(checkpoint.metadata, bands=checkpoint.bands, source=source)
+        stats = SceneStatistics(training, step=sampling_step(int(info.height), int(info.width)))
     ckpt_id = _checkpoint_id(checkpoint)
     seconds = dict.fromkeys(_TIME_KEYS, 0.0)
     tags = {
@@ -484,7 +527,9 @@ def predict_scene(
             threshold=threshold,
             tags=tags,
             seconds=seconds,
+            stats=stats,
         )
+        ood = _ood_record(stats, scene_id=str(info.scene_id), seconds=seconds)
         t = time.perf_counter()
         gdf = probability_to_polygons(
             tmp / PROBABILITY_FILE,
@@ -519,6 +564,7 @@ def predict_scene(
                 },
                 "checkpoint": _checkpoint_record(checkpoint, ckpt_id),
                 "counts": {**dataclasses.asdict(counts), "polygons": len(gdf)},
+                "ood": ood,
                 "outputs": {
                     "probability": PROBABILITY_FILE,
                     "polygons": f"{POLYGONS_FILE} (layer {POLYGONS_LAYER})",
@@ -538,7 +584,28 @@ def predict_scene(
         polygons=out / POLYGONS_FILE,
         n_polygons=len(gdf),
         seconds=seconds,
+        ood=ood,
     )
+
+
+def _ood_record(
+    stats: SceneStatistics | None, *, scene_id: str, seconds: dict[str, float]
+) -> dict[str, Any]:
+    """The ``"ood"`` record of a run, logging its warning; skipped when the check is off."""
+    if stats is None:
+        return {"check": "off", "skipped": True}
+    t = time.perf_counter()
+    record = assess(stats)
+    seconds["ood"] += time.perf_counter() - t
+    if record["warning"]:
+        log.warning("%s", warning_line(record, scene=scene_id))
+    elif record.get("skipped"):
+        log.info("%s: out-of-distribution check skipped: %s", scene_id, record["reason"])
+    else:
+        log.info(
+            "%s: band statistics within the training data (score %.2f)", scene_id, record["score"]
+        )
+    return record
 
 
 def recorded_threshold(prediction: str | Path) -> float:

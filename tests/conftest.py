@@ -134,6 +134,35 @@ def reordered_checkpoint(src: Path, dst: Path) -> Path:
     return dst
 
 
+def scene_training_stats(scene: Path) -> dict[str, Any]:
+    """The statistics of a scene's valid pixels as a checkpoint's ``training_stats`` (the
+    format of a prepared folder's stats.json): a model "trained" on exactly that scene."""
+    from data_prep.chips import BandStatistics
+    from data_prep.sentinel2 import open_scene
+
+    stats = BandStatistics(seed=0)
+    with open_scene(scene) as src:
+        stats.update(*src.read(allow_full=True))
+    return stats.result()
+
+
+def checkpoint_with_training_stats(src: Path, dst: Path, stats: dict[str, Any] | None) -> Path:
+    """The checkpoint ``src`` saved at ``dst`` (may be ``src``) with ``stats`` as its training
+    statistics, or without any (``None``: as written before checkpoints carried them)."""
+    import json
+
+    import torch
+
+    from solarmap.model import load_checkpoint, save_checkpoint
+
+    meta = json.loads((src / "checkpoint.json").read_text())
+    meta.pop("training_stats", None)
+    with torch.no_grad():
+        model = load_checkpoint(src).model
+        save_checkpoint(dst, model, meta | ({"training_stats": stats} if stats else {}))
+    return dst
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved checkpoint of a small random U-Net (encoder depth 3), threshold 0.5."""

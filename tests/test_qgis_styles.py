@@ -37,6 +37,7 @@ from solarmap.geo import read_vector
 from solarmap.model import Checkpoint, ModelConfig
 from solarmap.predict import PredictConfig, predict_scene
 from tests.conftest import box_polygon_4326, write_float_scene, write_labels
+from train.dataset import read_stats
 
 #: The interpreter QGIS's Python bindings are built for.
 QGIS_PYTHON = Path("/usr/bin/python3")
@@ -65,7 +66,7 @@ class B08Detector(nn.Module):
         return self.conv(x)
 
 
-def _detector() -> Checkpoint:
+def _detector(training_stats: dict[str, Any]) -> Checkpoint:
     return Checkpoint(
         model=B08Detector().eval(),
         config=ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8)),
@@ -74,7 +75,7 @@ def _detector() -> Checkpoint:
         std=[1.0] * len(BANDS),
         threshold=0.5,
         chip_size=64,
-        metadata={"path": "b08-detector"},
+        metadata={"path": "b08-detector", "training_stats": training_stats},
     )
 
 
@@ -86,7 +87,7 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
     labels = write_labels(root / "labels.geojson", [box_polygon_4326(30, 40, 80, 110)])
     prep = prepare([scene], labels, root / "prepared", config=PrepareConfig(chip_size=32))
     sid = prep.scenes[0].scene_id
-    ckpt = _detector()
+    ckpt = _detector(read_stats(root / "prepared"))  # as if trained on the prepared scene
     with open_scene(scene) as s:
         pred = predict_scene(s, ckpt, root / "pred", config=PredictConfig(window=64, overlap=16))
         farm = read_vector(pred.polygons).geometry.iloc[0]

@@ -59,6 +59,7 @@ from solarmap.geo import atomic_path, make_folder, output_dir, write_json
 from solarmap.indices import all_normalized_differences, index_values
 from solarmap.model import ModelConfig, build_model, check_encoder, save_checkpoint
 from solarmap.networks import SpectralNet
+from solarmap.ood import METADATA_KEY as OOD_STATS_KEY
 from solarmap.progress import make_progress
 from train.augment import Augment
 from train.dataset import ChipDataset, read_chip_index, read_stats
@@ -682,7 +683,7 @@ def save_trained(
         "threshold": threshold,
         "metrics": {**metrics, "best_epoch": record.best_epoch + 1},
         "training": {**cfg.to_dict(), "history": record.history, "seconds": round(seconds, 1)},
-        "training_stats": {k: data.stats[k] for k in TRAINING_STATS_KEYS if k in data.stats},
+        OOD_STATS_KEY: {k: data.stats[k] for k in TRAINING_STATS_KEYS if k in data.stats},
         "data_fingerprint": data_fingerprint(data.roots + data.val_roots),
         "chips": chips[0] if len(chips) == 1 else chips,
         "val_chips": [str(r.resolve()) for r in data.val_roots],

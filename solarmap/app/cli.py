@@ -419,6 +419,13 @@ def predict(
         float | None, typer.Option(help="Probability threshold (default: checkpoint's).")
     ] = None,
     min_area: Annotated[float, typer.Option(help="Drop polygons smaller than this, m².")] = 0.0,
+    ood_check: Annotated[
+        str,
+        typer.Option(
+            help="warn: compare the scene's band statistics with the checkpoint's training "
+            "statistics and warn when it lies far outside them; off: skip that.",
+        ),
+    ] = "warn",
     scale: SceneScale = None,
     allow_resolution: AllowResolution = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
@@ -436,6 +443,7 @@ def predict(
         batch_size=batch_size,
         threshold=threshold,
         min_area_m2=min_area,
+        ood_check=ood_check,  # type: ignore[arg-type]  # checked by PredictConfig
     )
     checkpoint = _checkpoint_or_shipped(checkpoint)
     check_output_dir(out, overwrite=overwrite, inputs=[scene, checkpoint])

@@ -139,7 +139,8 @@ def run_demo(
 
 def _record_chips_relatively(ckpt: Any, chips: str) -> Any:
     """Save the checkpoint again with ``chips`` (relative to it) as its training data, so the
-    weights' metadata and checkpoint.json agree; returns it loaded anew."""
+    weights' metadata and checkpoint.json agree; returns it loaded anew.
+    """
     from solarmap.model import load_checkpoint, save_checkpoint
 
     folder = Path(ckpt.metadata["path"])

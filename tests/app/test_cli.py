@@ -12,7 +12,9 @@ import pytest
 
 from solarmap.app.cli import main
 from tests.conftest import (
+    checkpoint_with_training_stats,
     reordered_checkpoint,
+    scene_training_stats,
     write_float_scene,
 )
 
@@ -157,6 +159,42 @@ def test_predict_pads_a_scene_smaller_than_one_window(tiny_checkpoint, tmp_path,
     scene = write_float_scene(tmp_path / "small.tif", size=(13, 40), solar_box=(2, 2, 8, 20))
     code, _, err = run(_predict(scene, tiny_checkpoint, tmp_path / "p"), capsys)
     assert code == 0, err
+
+
+def test_predict_warns_off_distribution_and_the_check_can_be_off(
+    tiny_scene, tiny_checkpoint, tmp_path, capsys
+) -> None:
+    import json
+
+    import rasterio
+
+    ckpt = checkpoint_with_training_stats(
+        tiny_checkpoint, tmp_path / "ckpt", scene_training_stats(tiny_scene)
+    )
+    code, _, err = run(_predict(tiny_scene, ckpt, tmp_path / "same"), capsys)
+    assert code == 0 and err == ""  # the scene it was "trained" on: no warning
+    assert json.loads((tmp_path / "same" / "predict.json").read_text())["ood"]["warning"] is False
+
+    bright = tmp_path / "bright.tif"
+    with rasterio.open(tiny_scene) as src:
+        profile, data = src.profile, src.read()
+        descriptions, tags = src.descriptions, src.tags()
+    with rasterio.open(bright, "w", **profile) as dst:
+        dst.write(data * 2.5)
+        dst.descriptions = descriptions
+        dst.update_tags(**tags)
+    code, _, err = run(_predict(bright, ckpt, tmp_path / "bright"), capsys)
+    (line,) = err.splitlines()
+    assert code == 0 and line.startswith("WARNING") and "B8A" in line and "do not trust" in line
+    record = json.loads((tmp_path / "bright" / "predict.json").read_text())["ood"]
+    assert record["warning"] is True and "B8A" in record["bands_outside"]
+
+    old = checkpoint_with_training_stats(tiny_checkpoint, tmp_path / "old", None)
+    _expect_error(_predict(tiny_scene, old, tmp_path / "x"), capsys, "--ood-check off")
+    code, _, err = run([*_predict(tiny_scene, old, tmp_path / "off"), "--ood-check", "off"], capsys)
+    assert code == 0, err
+    record = json.loads((tmp_path / "off" / "predict.json").read_text())
+    assert record["ood"] == {"check": "off", "skipped": True}
 
 
 def _truncated_checkpoint(src: Path, dst: Path) -> Path:

@@ -28,7 +28,7 @@ from solarmap.predict import (
     predict_scene,
     probability_to_polygons,
 )
-from tests.conftest import ORIGIN, write_float_scene
+from tests.conftest import ORIGIN, scene_training_stats, write_float_scene
 
 UTM = CRS.from_epsg(32643)
 GRID = Affine(10, 0, ORIGIN[0], 0, -10, ORIGIN[1])
@@ -82,8 +82,22 @@ def make_scene(h: int, w: int, *, seed: int = 0) -> ArrayScene:
     return ArrayScene(data=data, valid=np.ones((h, w), dtype=bool))
 
 
-def make_checkpoint(model: nn.Module, *, threshold: float = 0.5) -> Checkpoint:
-    """A checkpoint around any module, with identity normalisation (mean 0, std 1)."""
+#: Training statistics of :func:`make_scene`'s data: every band uniform on [0, 1].
+UNIFORM_STATS = {
+    "bands": list(BANDS),
+    "mean": [0.5] * len(BANDS),
+    "std": [math.sqrt(1 / 12)] * len(BANDS),
+    "p02": [0.0] * len(BANDS),  # the whole range: the known-answer scenes go to 0 and 1
+    "p98": [1.0] * len(BANDS),
+    "pixels": 0,
+}
+
+
+def make_checkpoint(
+    model: nn.Module, *, threshold: float = 0.5, stats: dict[str, Any] | None = UNIFORM_STATS
+) -> Checkpoint:
+    """A checkpoint around any module, with identity normalisation (mean 0, std 1) and
+    training statistics ``stats`` (none: ``None``)."""
     return Checkpoint(
         model=model.eval(),
         config=ModelConfig(),  # multiple 32
@@ -92,7 +106,7 @@ def make_checkpoint(model: nn.Module, *, threshold: float = 0.5) -> Checkpoint:
         std=[1.0] * len(BANDS),
         threshold=threshold,
         chip_size=64,
-        metadata={"path": "stub"},
+        metadata={"path": "stub"} | ({"training_stats": stats} if stats is not None else {}),
     )
 
 
@@ -157,7 +171,7 @@ def test_grid_cog_tags_and_known_answer_without_seams(tmp_path: Path) -> None:
     np.testing.assert_allclose(prob, want, atol=2e-6, equal_nan=True)
     # Streaming: no read is taller than a window or covers the whole scene.
     assert scene.reads and max(h for _, _, h, _ in scene.reads) <= SMALL.window
-    assert set(res.seconds) == {"read", "forward", "blend", "write", "polygonize"}
+    assert set(res.seconds) == {"read", "forward", "blend", "write", "polygonize", "ood"}
     assert all(v >= 0 for v in res.seconds.values())
 
     record = json.loads((tmp_path / "out" / "predict.json").read_text())
@@ -313,7 +327,7 @@ def test_existing_output_needs_overwrite(tmp_path: Path) -> None:
     [{"window": 0}, {"overlap": 64, "window": 64}, {"overlap": -1}, {"batch_size": 0},
      {"threshold": 1.5}, {"threshold": 0.0}, {"min_area_m2": -1.0}, {"device": "warp-drive"},
      {"overlap": 500}, {"overlap": 17, "window": 64}, {"window": 10**5}, {"min_area_m2": math.inf},
-     {"min_area_m2": math.nan}, {"batch_size": 1000, "window": 4096}],
+     {"min_area_m2": math.nan}, {"batch_size": 1000, "window": 4096}, {"ood_check": "bogus"}],
 )  # fmt: skip
 def test_config_is_validated(kwargs: dict[str, Any]) -> None:
     with pytest.raises(InputError):
@@ -351,6 +365,8 @@ def test_real_unet_end_to_end_on_a_scene_file(tmp_path: Path) -> None:
 
     config = ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8))
     torch.manual_seed(0)
+    path = write_float_scene(tmp_path / "scene.tif", size=(96, 128))
+    trained_on = write_float_scene(tmp_path / "training.tif", size=(96, 128), seed=1)
     ckpt = Checkpoint(
         model=build_model(config).eval(),
         config=config,
@@ -359,9 +375,12 @@ def test_real_unet_end_to_end_on_a_scene_file(tmp_path: Path) -> None:
         std=[0.05] * len(BANDS),
         threshold=0.5,
         chip_size=64,
-        metadata={"chip_size": 64, "threshold": 0.5},
+        metadata={
+            "chip_size": 64,
+            "threshold": 0.5,
+            "training_stats": scene_training_stats(trained_on),
+        },
     )
-    path = write_float_scene(tmp_path / "scene.tif", size=(96, 128))
     with open_scene(path) as scene:
         res = predict_scene(
             scene, ckpt, tmp_path / "out", config=PredictConfig(window=64, overlap=16)
@@ -378,3 +397,106 @@ def test_real_unet_end_to_end_on_a_scene_file(tmp_path: Path) -> None:
     record = json.loads((tmp_path / "out" / "predict.json").read_text())
     assert record["checkpoint"]["chip_size"] == 64
     assert record["scene"]["source"] == str(path)
+    assert record["ood"]["warning"] is False  # a scene like the training one
+    assert record["ood"]["pixels"] == 96 * 128 and record["ood"]["step"] == 1
+
+
+# ------------------------------------------------------------------ out-of-distribution check
+
+
+def spectral_checkpoint() -> Checkpoint:
+    from tests.solarmap.test_ood import spectral_stats
+
+    return make_checkpoint(linear_model(), stats=spectral_stats())
+
+
+def spectral_array_scene(h: int = 130, w: int = 150) -> ArrayScene:
+    from tests.solarmap.test_ood import spectral_scene
+
+    return ArrayScene(data=spectral_scene(h, w), valid=np.ones((h, w), dtype=bool))
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_scene_inside_the_training_data_does_not_warn(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    res = predict_scene(spectral_array_scene(), spectral_checkpoint(), tmp_path / "o", config=SMALL)
+    assert _warnings(caplog) == []
+    record = json.loads((tmp_path / "o" / "predict.json").read_text())["ood"]
+    assert record == res.ood
+    assert record["check"] == "warn" and record["warning"] is False
+    assert record["bands_outside"] == [] and record["score"] < 1
+
+
+@pytest.mark.parametrize(
+    ("change", "bands"),
+    [
+        ("scaled", ["B03", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]),
+        ("shifted", ["B11", "B12"]),
+    ],
+)
+def test_scene_far_outside_warns_and_names_the_bands(
+    change: str, bands: list[str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    scene = spectral_array_scene()
+    if change == "scaled":
+        scene.data *= 2.5
+    else:
+        scene.data[[BANDS.index("B11"), BANDS.index("B12")]] += 0.15
+    res = predict_scene(scene, spectral_checkpoint(), tmp_path / "o", config=SMALL)
+    (line,) = _warnings(caplog)
+    assert line.startswith("S2_TEST: outside the model's training data")
+    assert all(b in line for b in bands) and "do not trust" in line
+    record = json.loads((tmp_path / "o" / "predict.json").read_text())["ood"]
+    assert record["warning"] is True and record["bands_outside"] == bands
+    assert record["score"] > 1 and record == res.ood
+    assert res.probability.exists()  # a warning, not a refusal
+
+
+def test_scene_statistics_come_from_the_prediction_reads(tmp_path: Path) -> None:
+    scene = make_scene(200, 300, seed=3)
+    scene.valid[50:70, 100:180] = False
+    scene.data[:, 150:155, 10:20] = np.nan
+    scene.data[4, :, :40] = 1.5  # above the training range: some pixels outside
+    res = predict_scene(scene, make_checkpoint(linear_model()), tmp_path / "o", config=SMALL)
+    reads_on = len(scene.reads)
+
+    ok = scene.valid & np.isfinite(scene.data).all(axis=0)
+    px = scene.data[:, ok].astype(np.float64)
+    ood = res.ood
+    assert ood["pixels"] == int(ok.sum()) and ood["step"] == 1
+    assert ood["outside_share"] == pytest.approx(((px < 0) | (px > 1)).any(axis=0).mean(), abs=1e-4)
+    for b, band in enumerate(BANDS):
+        assert ood["bands"][band]["mean"] == pytest.approx(px[b].mean(), abs=1e-4)
+        assert ood["bands"][band]["median"] == pytest.approx(np.median(px[b]), abs=1e-3)
+    # No second pass over the scene: the same reads as without the check.
+    scene.reads.clear()
+    off = PredictConfig(window=64, overlap=16, batch_size=3, ood_check="off")
+    predict_scene(scene, make_checkpoint(linear_model()), tmp_path / "off", config=off)
+    assert len(scene.reads) == reads_on
+
+
+def test_ood_check_off_records_it_skipped(tmp_path: Path) -> None:
+    cfg = PredictConfig(window=64, overlap=16, ood_check="off")
+    ckpt = make_checkpoint(linear_model(), stats=None)  # needs no training statistics
+    res = predict_scene(make_scene(64, 64), ckpt, tmp_path / "o", config=cfg)
+    record = json.loads((tmp_path / "o" / "predict.json").read_text())
+    assert record["ood"] == {"check": "off", "skipped": True} == res.ood
+    assert record["config"]["ood_check"] == "off" and res.seconds["ood"] == 0
+
+
+def test_checkpoint_without_training_statistics_is_refused_before_any_work(
+    tmp_path: Path,
+) -> None:
+    scene = make_scene(64, 64)
+    out = tmp_path / "o"
+    with pytest.raises(InputError, match=r"stub: has no training statistics.*--ood-check off"):
+        predict_scene(scene, make_checkpoint(linear_model(), stats=None), out, config=SMALL)
+    assert not out.exists() and scene.reads == []
+    broken = make_checkpoint(linear_model(), stats={**UNIFORM_STATS, "std": [0.0] * 10})
+    with pytest.raises(CheckpointError, match="stub: training statistics"):
+        predict_scene(scene, broken, out, config=SMALL)
+    assert not out.exists() and scene.reads == []

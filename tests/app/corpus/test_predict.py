@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.app.corpus.harness import Case, Inputs, ids, text_file
-from tests.conftest import write_float_scene
+from tests.conftest import checkpoint_with_training_stats, write_float_scene
 
 Argv = Callable[[Inputs, Path], list[str]]
 
@@ -70,6 +70,13 @@ def _missing_scl(i: Inputs, tmp: Path) -> list[str]:
     return _predict("--scl", str(tmp / "nope_SCL.tif"))(i, tmp)
 
 
+def _no_training_stats(i: Inputs, tmp: Path) -> list[str]:
+    """A checkpoint from before checkpoints carried their training statistics."""
+    ckpt = checkpoint_with_training_stats(i.checkpoint, tmp / "old_ckpt", None)
+    return ["-q", "predict", "--scene", str(i.scene), "--checkpoint", str(ckpt),
+            "--out", "OUT"]  # fmt: skip
+
+
 CASES: list[Case] = [
     Case("predict-overlap-500", _predict("--overlap", "500"), ("--overlap 500", "0 to 128")),
     Case(
@@ -122,6 +129,16 @@ CASES: list[Case] = [
         ("rgbn.tif", "4 band"),
     ),
     Case("predict-missing-scl", _with(_missing_scl), ("nope_SCL.tif",)),
+    Case(
+        "predict-ood-check-bogus",
+        _predict("--ood-check", "bogus"),
+        ("--ood-check bogus", "warn or off"),
+    ),
+    Case(
+        "predict-checkpoint-without-training-stats",
+        _with(_no_training_stats),
+        ("old_ckpt", "no training statistics", "out-of-distribution", "--ood-check off"),
+    ),
 ]
 
 
