@@ -115,6 +115,14 @@ def austria(work: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def austria_all(work: Path) -> Path | None:
+    """Every Austrian site prepared into one folder (for a model trained on all of them)."""
+    if not AUSTRIA.exists():
+        return None
+    labels = AUSTRIA / "osm_solar_polygons_austria.geojson"
+    return prepare(sorted(AUSTRIA.glob("s2_*.tif")), labels, work / "austria-all-chips")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--workdir", type=Path, required=True)

@@ -21,6 +21,7 @@ from data_prep.rasterize import rasterize_labels
 from data_prep.sentinel2 import open_scene
 from solarmap.geo import open_raster, read_vector
 from solarmap.model import Checkpoint, load_checkpoint
+from solarmap.ood import METADATA_KEY as OOD_KEY
 from solarmap.predict import PredictConfig, predict_scene
 from train.evaluate import PixelCounts, ProbabilityHistogram, evaluate_prediction, scores
 
@@ -59,7 +60,8 @@ def score_region(
     """
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     hist, counts = ProbabilityHistogram(), PixelCounts()
-    found = truth_n = correct = pred_n = 0
+    found = truth_n = correct = pred_n = warned = 0
+    ood = "warn" if OOD_KEY in ckpt.metadata else "off"  # older checkpoints carry no statistics
     with tempfile.TemporaryDirectory() as tmp:
         for k, ts in enumerate(scenes):
             out = Path(tmp) / f"s{k}"
@@ -67,7 +69,10 @@ def score_region(
                 side = max(src.info.height, src.info.width)
                 w = _up(min(window, _up(side, 32)), ckpt.config.multiple)
                 overlap = 0 if side <= w else min(32, w // 4)
-                res = predict_scene(src, ckpt, out, config=PredictConfig(window=w, overlap=overlap))
+                res = predict_scene(
+                    src, ckpt, out, config=PredictConfig(window=w, overlap=overlap, ood_check=ood)
+                )
+                warned += bool(res.ood and res.ood.get("warning"))
             truth = _truth_mask(ts.truth, res.probability)
             with open_raster(res.probability) as p:
                 prob = p.read(1)
@@ -93,6 +98,7 @@ def score_region(
         "object_recall": found / truth_n if truth_n else float("nan"),
         "object_precision": correct / pred_n if pred_n else float("nan"),
         "scenes": len(scenes),
+        "ood_warnings": warned,
         **{k: px[k] for k in ("tp", "fp", "fn") if k in px},
         "pixel": scores(px.get("tp", 0), px.get("fp", 0), px.get("fn", 0)),
     }
