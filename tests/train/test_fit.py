@@ -320,3 +320,20 @@ def test_per_chip_normalisation_ignores_no_data_and_padding() -> None:
     assert torch.allclose(a, b[..., :16, :16], atol=1e-5)
     assert (b[..., 16:, :] == 0).all() and (b[..., :, 16:] == 0).all()
     assert torch.allclose(a.mean(dim=(2, 3)), torch.zeros(1, 10), atol=1e-5)
+
+
+def test_cli_trains_spectral_baselines_and_several_folders(
+    prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from solarmap.app.cli import main
+
+    held = shutil.copytree(prepared, tmp_path / "held")
+    assert main(["-q", "train", "--chips", str(prepared), "--out", str(tmp_path / "i"),
+                 "--model", "index", "--val-chips", str(held)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "spectral model" in out and "next: solarmap predict" in out
+    meta = json.loads((tmp_path / "i" / "checkpoint.json").read_text())
+    assert meta["model"]["kind"] == "spectral" and len(meta["model"]["indices"]) == 1
+    assert meta["val_chips"] == [str(held.resolve())]
