@@ -57,6 +57,14 @@ def _global(
 
 
 #: The scene options prepare, predict and explain share (``SceneOptions`` in the reader).
+#: ``--checkpoint`` of predict and explain: a trained folder, or none for the shipped model.
+CheckpointOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Checkpoint folder from `solarmap train` (default: the general model shipped "
+        "with solarmap; see its MODEL_CARD.md)."
+    ),
+]
 SceneScale = Annotated[
     float | None,
     typer.Option(
@@ -401,13 +409,7 @@ def _checkpoint_or_shipped(checkpoint: Path | None) -> Path:
 def predict(
     scene: Annotated[Path, typer.Option(help="Scene: GeoTIFF, band folder or .SAFE.")],
     out: Annotated[Path, typer.Option(help="Output folder to create.")],
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option(
-            help="Checkpoint folder from `solarmap train` (default: the general model shipped "
-            "with solarmap; see its MODEL_CARD.md)."
-        ),
-    ] = None,
+    checkpoint: CheckpointOption = None,
     scl: Annotated[Path | None, typer.Option(help="SCL file for the scene.")] = None,
     window: Annotated[int, typer.Option(help="Window side in pixels.")] = 512,
     overlap: Annotated[
@@ -541,13 +543,7 @@ def _explain(
         ),
     ],
     out: Annotated[Path, typer.Option(help="Output folder to create.")],
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option(
-            help="Checkpoint folder from `solarmap train` (default: the general model shipped "
-            "with solarmap; see its MODEL_CARD.md)."
-        ),
-    ] = None,
+    checkpoint: CheckpointOption = None,
     methods: Annotated[
         str, typer.Option(help="Comma-separated methods, families or all (see above).")
     ] = "",
