@@ -562,6 +562,17 @@ def remove_stale_partials(path: PathLike) -> list[Path]:
     return removed
 
 
+def live_writer(path: PathLike) -> int | None:
+    """The process id of another running process that is writing ``path`` (a half-written
+    sibling ``.NAME.<pid>-*.partial`` whose owner is alive), or None."""
+    p = Path(path)
+    for partial in sorted(p.parent.glob(f".{glob_escape(p.name)}.*.partial")):
+        owner = partial.name[len(p.name) + 2 :].partition("-")[0]
+        if owner.isdigit() and int(owner) != os.getpid() and _process_alive(int(owner)):
+            return int(owner)
+    return None
+
+
 def glob_escape(name: str) -> str:
     """``name`` with glob wildcards escaped."""
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)

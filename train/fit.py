@@ -55,7 +55,7 @@ from data_prep.chips import merge_statistics
 from data_prep.rasterize import IGNORE as IGNORE_LABEL
 from solarmap.bands import BANDS
 from solarmap.errors import CheckpointError, InputError, OutputExistsError, SolarmapError
-from solarmap.geo import atomic_path, make_folder, output_dir, write_json
+from solarmap.geo import atomic_path, live_writer, make_folder, output_dir, write_json
 from solarmap.indices import all_normalized_differences, index_values
 from solarmap.model import ModelConfig, build_model, check_encoder, save_checkpoint
 from solarmap.networks import SpectralNet
@@ -766,6 +766,11 @@ def train(
             f"--val-chips {sorted(both)[0]}: also a --chips folder; hold out a folder the model "
             "does not train on"
         )
+    if (writer := live_writer(out)) is not None:
+        raise OutputExistsError(
+            f"{out}: another solarmap run (process {writer}) is training into it; wait for it "
+            "to finish, or stop it, before training there again"
+        )
     if not (resume or overwrite):
         if os.path.lexists(out):
             raise OutputExistsError(
@@ -884,7 +889,8 @@ def best_index(reflectance: np.ndarray, truth: np.ndarray) -> tuple[str, float]:
 
 def fit_spectral(model: SpectralNet, reflectance: np.ndarray, truth: np.ndarray) -> None:
     """Fit the spectral model's logistic regression (its 1x1 ``head``) on pixels, in place:
-    L-BFGS on the mean binary cross-entropy of standardised indices, folded back into the head.
+    L-BFGS on the class-balanced binary cross-entropy of standardised indices, folded back
+    into the head.
 
     Raises:
         InputError: without solar and background pixels to fit on.
@@ -895,13 +901,17 @@ def fit_spectral(model: SpectralNet, reflectance: np.ndarray, truth: np.ndarray)
     f = feats[0, :, :, 0].T.double()  # [n, K]
     mu, sd = f.mean(0), f.std(0).clamp_min(1e-6)
     z, t = (f - mu) / sd, torch.from_numpy((truth == 1).astype(np.float64))
+    # Balanced classes: solar pixels are a few percent of a region, and an unweighted fit puts
+    # nearly every probability under the first threshold bin (0.001), where no threshold
+    # can be chosen. The weights move the intercept, not the ranking.
+    pos_weight = torch.tensor(float((truth == 0).sum()) / float((truth == 1).sum()))
     w = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros((), dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = nn.functional.binary_cross_entropy_with_logits(z @ w + b, t)
+        loss = nn.functional.binary_cross_entropy_with_logits(z @ w + b, t, pos_weight=pos_weight)
         loss = loss + SPECTRAL_L2 * (w * w).sum()
         loss.backward()
         return loss

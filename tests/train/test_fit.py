@@ -337,3 +337,15 @@ def test_cli_trains_spectral_baselines_and_several_folders(
     meta = json.loads((tmp_path / "i" / "checkpoint.json").read_text())
     assert meta["model"]["kind"] == "spectral" and len(meta["model"]["indices"]) == 1
     assert meta["val_chips"] == [str(held.resolve())]
+
+
+def test_a_second_run_into_the_same_out_is_refused(prepared: Path, tmp_path: Path) -> None:
+    """While a live process writes OUT (its ``.OUT.<pid>-*.partial``), another run does not
+    start over its state: one line, nothing touched."""
+    partial = tmp_path / f".ck.{os.getppid()}-abc.partial"
+    partial.mkdir()
+    (tmp_path / ".ck.resume").mkdir()
+    (tmp_path / ".ck.resume" / "state.json").write_text("{}")
+    with pytest.raises(OutputExistsError, match=f"process {os.getppid()}"):
+        train(prepared, tmp_path / "ck", config=TrainConfig(model=TINY), overwrite=True)
+    assert partial.exists() and (tmp_path / ".ck.resume" / "state.json").exists()
