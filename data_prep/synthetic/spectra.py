@@ -158,6 +158,7 @@ def endmember_weights(
     """
     maps = {k: v[rows] for k, v in land.maps.items()}
     farm_index = land.farm_index[rows]
+    farm_layer = "fence" if "fence" in maps else "foot"  # preset farms: the fenced ground
     index = palette.index
     weights = np.zeros((len(palette.names), *maps["green"].shape), "f4")
     # Each layer: the map of its cover, and the end-members it is made of (made only when the
@@ -172,7 +173,7 @@ def endmember_weights(
         ("track", lambda m: {"gravel": m["track"]}),
         ("asphalt", lambda m: {"asphalt": m["asphalt"]}),
         ("snow", lambda m: {"snow": m["snow"]}),
-        ("foot", lambda m: _farm_parts(m, farm_index, mix)),
+        (farm_layer, lambda m: _farm_parts(m, farm_index, mix, cover=farm_layer)),
         ("pad", lambda m: {"pad": m["pad"]}),
     ]
     keep = np.ones_like(maps["green"])
@@ -227,10 +228,12 @@ def _settlement_parts(maps: dict[str, FloatMap]) -> dict[str, FloatMap]:
 
 
 def _farm_parts(
-    maps: dict[str, FloatMap], farm_index: NDArray[np.int32], mix: FarmMix
+    maps: dict[str, FloatMap], farm_index: NDArray[np.int32], mix: FarmMix, *, cover: str
 ) -> dict[str, FloatMap]:
-    """Panels, farm roads (gravel) and the ground between the rows, mixed per farm."""
-    ff = maps["foot"]
+    """Panels, farm roads (gravel) and the ground between the rows, mixed per farm, in the
+    farm layer ``cover`` (``foot``, or ``fence`` for preset farms: the fence strip is ground
+    too)."""
+    ff = maps[cover]
     idx = farm_index + 1
     fp = np.minimum(maps["panel"], ff)
     fr = np.minimum(maps["froad"], ff - fp)

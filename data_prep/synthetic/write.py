@@ -150,13 +150,18 @@ def generate_region(out_dir: Path, config: RegionConfig = _DEFAULT_CONFIG) -> Re
     - ``landcover.tif``: COG ``uint8[size, size]``, :data:`LANDCOVER_CLASSES`.
     - ``labels.osm``: OSM XML 0.6: mapped plants (closed ways and multipolygon relations),
       panel rows as generators, orphan generators, roads and land use. Unmapped farms are absent.
+      A preset plant is mapped by its fence, its footprint grown by a strip of a few metres
+      (the labels training rasterizes); rooftop plants are tagged ``location=roof``.
     - ``truth.gpkg``: layer ``farms``, every farm: farm_id, mapped, orphan, area_ha, n_blocks,
-      osm_kind, geometry (footprint in the scene CRS; the built part of a partly built farm).
+      osm_kind, geometry (footprint in the scene CRS: the panel array, without the fence strip
+      OSM maps; the built part of a partly built farm; the array of a rooftop plant).
     - ``lookalikes.gpkg`` (preset regions, or any region with partly built farms): layer
       ``lookalikes``, everything that is not solar but may look like it: kind (greenhouse,
-      dark_roof, industrial_roof, graded_land, unbuilt), farm_id (the farm it stands next
-      to or, when unbuilt, belongs to; -1: none), geometry. None of it is in the truth.
-    - ``region.json``: the config, counts, land-cover shares and the generator version.
+      dark_roof, industrial_roof, graded_land, unbuilt, roof), farm_id (the farm it stands
+      next to or, when unbuilt or a roof, belongs to; -1: none), geometry. None of it is in
+      the truth but the part of a ``roof`` under its plant's array.
+    - ``region.json``: the config, counts, land-cover shares and the generator version; with a
+      preset also the count of rooftop plants.
 
     The same config gives byte-identical files.
 
@@ -229,6 +234,8 @@ def _generate(out: Path, config: RegionConfig) -> RegionFiles:
         landcover_share,
         scl_share,
     )
+    if config.preset is not None:
+        summary["counts"]["rooftop"] = sum(f.roof is not None for f in farms)
     if with_lookalikes:
         kinds = [it.kind for it in lookalikes]
         summary["counts"]["lookalikes"] = {k: kinds.count(k) for k in sorted(set(kinds))}
