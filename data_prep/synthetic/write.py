@@ -43,9 +43,11 @@ from data_prep.synthetic.osm_xml import build_osm_xml
 from data_prep.synthetic.spectra import (
     FarmMix,
     Palette,
+    Psf,
     add_sensor_noise,
     farm_mix,
     palette_for,
+    psf_for,
     resample_20m_bands,
     surface_reflectance,
 )
@@ -161,7 +163,8 @@ def generate_region(out_dir: Path, config: RegionConfig = _DEFAULT_CONFIG) -> Re
       next to or, when unbuilt or a roof, belongs to; -1: none), geometry. None of it is in
       the truth but the part of a ``roof`` under its plant's array.
     - ``region.json``: the config, counts, land-cover shares and the generator version; with a
-      preset also the count of rooftop plants.
+      preset also the blur of the scene (``psf_sigma_px``, 10 m and 20 m bands, each in its
+      own pixels) and the count of rooftop plants.
 
     The same config gives byte-identical files.
 
@@ -211,7 +214,7 @@ def _generate(out: Path, config: RegionConfig) -> RegionFiles:
 
     files = RegionFiles.in_folder(out)
     tags = _scene_tags(config, grid)
-    look = _Look(farm_mix(farms), palette_for(config), make_haze(config, grid))
+    look = _Look(farm_mix(farms), palette_for(config), make_haze(config, grid), psf_for(config))
     scl = _write_scene(files, config, grid, land, look, sky, landcover, tags)
     _write_class_maps(files, grid, scl, landcover, tags)
     xml, osm_counts = build_osm_xml(config, grid, land, farms)
@@ -235,6 +238,9 @@ def _generate(out: Path, config: RegionConfig) -> RegionFiles:
         scl_share,
     )
     if config.preset is not None:
+        summary["psf_sigma_px"] = {"10m": round(look.psf.sigma_10m, 4)}
+        if look.psf.sigma_20m is not None:
+            summary["psf_sigma_px"]["20m"] = round(look.psf.sigma_20m, 4)
         summary["counts"]["rooftop"] = sum(f.roof is not None for f in farms)
     if with_lookalikes:
         kinds = [it.kind for it in lookalikes]
@@ -307,11 +313,13 @@ def _class_shares(classes: NDArray[np.uint8], n: int) -> NDArray[np.float64]:
 
 @dataclass(frozen=True)
 class _Look:
-    """How the region looks: what the farms are made of, the end-members, the haze."""
+    """How the region looks: what the farms are made of, the end-members, the haze, the
+    instrument's blur."""
 
     farms: FarmMix
     palette: Palette
     haze: Haze | None
+    psf: Psf
 
 
 def _summary(
@@ -440,7 +448,7 @@ def _synthesise_strip(
 ) -> tuple[NDArray[np.uint16], NDArray[np.uint8]]:
     """DN ``[10, h, W]`` and SCL ``[h/2, W/2]`` of rows ``r0:r1``."""
     rows = slice(r0, r1)
-    refl = surface_reflectance(land, look.farms, r0, r1, look.palette)
+    refl = surface_reflectance(land, look.farms, r0, r1, look.palette, psf=look.psf)
     add_sensor_noise(config, refl, strip)
     if look.haze is not None:
         apply_haze(refl, look.haze, rows)

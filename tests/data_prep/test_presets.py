@@ -320,6 +320,23 @@ def test_central_europe_ratios_within_real_austrian_chips(
     assert inside.all(), f"outside the real ratios: {outside}"
 
 
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_preset_scenes_draw_their_blur(regions: dict[str, RegionFiles], name: str) -> None:
+    """A preset scene's blur is drawn from the plausible range and recorded; the 20 m bands are
+    2 x 2 blocks on the 10 m grid, as in the real chips."""
+    summary = json.loads(regions[name].config.read_text())
+    sigma = summary["psf_sigma_px"]
+    assert 0.45 <= sigma["10m"] <= 0.7 and 0.45 <= sigma["20m"] <= 0.7
+    with open_raster(regions[name].scene) as src:
+        b8a = src.read(BANDS.index("B8A") + 1)
+    assert (b8a[:, 0::2] == b8a[:, 1::2]).all() and (b8a[0::2] == b8a[1::2]).all()
+
+
+def test_no_preset_records_no_blur(tmp_path: Path) -> None:
+    summary = json.loads(generate_region(tmp_path, RegionConfig(size=64)).config.read_text())
+    assert "psf_sigma_px" not in summary
+
+
 # --------------------------------------------------------------------------- shapes
 
 
