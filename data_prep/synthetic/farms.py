@@ -360,7 +360,9 @@ def place_farms(
     *,
     footprints: FootprintShapes | None = None,
 ) -> list[Farm]:
-    """Place farms largest first where nothing forbids them; shrink or skip when crowded.
+    """Place farms largest first where nothing forbids them; shrink or skip when crowded. In
+    a preset region the preset's share of them (``PanelMix.rooftop_share``) are rooftop
+    plants, placed last.
 
     Args:
         config: The region.
