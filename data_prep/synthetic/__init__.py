@@ -18,8 +18,9 @@ That is the original region (southern India, dry season). ``RegionConfig.preset`
 climate and landscape (:data:`PRESET_NAMES`: deccan, central-europe, alpine, desert,
 rice-paddy; :mod:`~data_prep.synthetic.presets`), each with its own place and date, season,
 land cover, measured or published spectral ranges, plants (panel types, tilt and ground-cover
-ratio, the ground between rows), haze and illumination, irregular farm outlines at any angle,
-partly built farms and non-solar look-alikes (``lookalikes.gpkg``).
+ratio, the ground between rows, sizes, a fence strip that OSM maps around them, optional access
+roads, arrays on large roofs), haze and illumination, the sensor's blur, irregular farm outlines
+at any angle, partly built farms and non-solar look-alikes (``lookalikes.gpkg``).
 ``RegionConfig.footprints`` draws the farms' outlines from a file of real solar-farm polygons.
 
 Example:

@@ -6,11 +6,15 @@ outlines are irregular (convex hulls of scattered points, star-like polygons, L-
 rectangles, unions of blocks) at any angle, their rows run east-west or along the outline, their
 rows are spaced by the module tilt and ground-cover ratio, their panels and the ground between
 the rows are of the preset's kinds, and some are partly built (the rest of the site graded bare
-soil). With a footprints file (:mod:`~data_prep.synthetic.footprints`), every outline is a real
-plant's. :func:`place_farms` puts them, largest first, where no water, village, snow, no data,
-paved road or other farm is in the way; :func:`assign_roles` decides which OSM misses or maps
-only as generators; :func:`render_farms` renders them at 2 m and averages to 10 m, so that every
-10 m pixel mixes panels and the ground between the rows, as in real imagery.
+soil). A preset plant's fence runs a few metres outside its panel footprint, the strip between
+covered like the ground between the rows; OSM maps the fence, the truth is the footprint.
+Internal access roads are optional (narrower in small plants), and some preset plants are arrays
+on large industrial or agricultural roofs. With a footprints file
+(:mod:`~data_prep.synthetic.footprints`), every outline is a real plant's. :func:`place_farms`
+puts them, largest first, where no water, village, snow, no data, paved road or other farm is
+in the way; :func:`assign_roles` decides which OSM misses or maps only as generators;
+:func:`render_farms` renders them at 2 m and averages to 10 m, so that every 10 m pixel mixes
+panels and the ground between the rows, as in real imagery.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from data_prep.synthetic.config import PIXEL_M, RegionConfig
 from data_prep.synthetic.fields import FloatMap, block_mean, max_pool, rng_for
 from data_prep.synthetic.footprints import FootprintShapes
 from data_prep.synthetic.grid import Grid
-from data_prep.synthetic.landscape import Land
+from data_prep.synthetic.landscape import LOOKALIKE_LAYERS, Land
 from data_prep.synthetic.presets import PANEL_TYPES, PanelMix, Preset
 
 log = logging.getLogger(__name__)
@@ -65,7 +69,13 @@ _GROUND_ENDMEMBER: Final = {
 _SUBPIXELS: Final = 5  # farms are rendered at 2 m: 5 x 5 sub-pixels per 10 m pixel
 _SUBPIXEL_M: Final = PIXEL_M / _SUBPIXELS
 #: The layers of a farm rendering, by bit.
-_FOOTPRINT, _PANELS, _ROADS, _HOLE, _RING, _UNBUILT = range(6)
+_FOOTPRINT, _PANELS, _ROADS, _HOLE, _RING, _UNBUILT, _FENCE, _ROOF = range(8)
+_ROAD_M: Final = 5.0  # width of the internal access roads of a farm's shape
+#: Plants of at least this many hectares count as large (roads, see ``PanelMix.road_share``).
+_LARGE_HA: Final = 5.0
+#: Roofs under rooftop plants, by kind (the look-alike end-member and layer they are drawn
+#: in), and how often each is drawn: bright metal and membrane halls, dark flat roofs.
+_ROOF_KINDS: Final = {"industrial_roof": 0.75, "dark_roof": 0.25}
 #: Kinds of made-up irregular outlines, and how often each is drawn.
 _OUTLINE_KINDS: Final = {"hull": 0.25, "star": 0.2, "ell": 0.2, "notched": 0.2, "blocks": 0.15}
 _CLAIM_RING_M: Final = 45.0  # free ring around every farm: room for a pad, keeps farms apart
@@ -94,6 +104,12 @@ class Farm:
     at ``row_angle`` (radians counter-clockwise from east; 0: east-west rows facing south).
     A partly built farm keeps its whole site in ``site``; its ``footprint`` (the truth) is
     the built part, ``unbuilt`` the graded rest.
+
+    A preset farm has a ``fence``: what the fence encloses (no holes), ``outer`` grown by the
+    plant's fence strip; the strip is ground like that between the rows, and OSM maps the
+    fence (``osm_outline``), while the truth stays the footprint. A rooftop plant's ``outer``
+    and ``fence`` are its ``roof`` (of ``roof_kind``, an end-member and look-alike layer), its
+    footprint the array on it.
     """
 
     index: int
@@ -114,6 +130,9 @@ class Farm:
     site: BaseGeometry | None = None  # the whole site of a partly built farm (world)
     unbuilt: BaseGeometry | None = None  # its graded, unbuilt part (world)
     osm_outline: BaseGeometry | None = None  # what OSM maps, when not the footprint
+    fence: BaseGeometry | None = None  # what the fence encloses (world; preset farms)
+    roof: BaseGeometry | None = None  # the roof under a rooftop plant (world)
+    roof_kind: str = ""
     mapped: bool = True
     orphan: bool = False
     with_generators: bool = False
@@ -190,18 +209,19 @@ def _blocks(rng: np.random.Generator, area_m2: float) -> list[Polygon]:
 
 
 def _access_roads(rng: np.random.Generator, blocks: list[Polygon]) -> list[Polygon]:
-    """Internal access roads (5 m), in each block's frame: one or two north-south, one
-    east-west in tall blocks."""
+    """Internal access roads (:data:`_ROAD_M` wide), in each block's frame: one or two
+    north-south, one east-west in tall blocks."""
+    half = _ROAD_M / 2
     roads: list[Polygon] = []
     for b in blocks:
         x0, y0, x1, y1 = b.bounds
         bw, bh = x1 - x0, y1 - y0
         for _ in range(1 if bw < 300 else 2):
             xr = x0 + bw * rng.uniform(0.3, 0.7)
-            roads.append(box(xr - 2.5, y0, xr + 2.5, y1))
+            roads.append(box(xr - half, y0, xr + half, y1))
         if bh > 250:
             yr = y0 + bh * rng.uniform(0.3, 0.7)
-            roads.append(box(x0, yr - 2.5, x1, yr + 2.5))
+            roads.append(box(x0, yr - half, x1, yr + half))
     return roads
 
 
@@ -340,7 +360,9 @@ def place_farms(
     *,
     footprints: FootprintShapes | None = None,
 ) -> list[Farm]:
-    """Place farms largest first where nothing forbids them; shrink or skip when crowded.
+    """Place farms largest first where nothing forbids them; shrink or skip when crowded. In
+    a preset region the preset's share of them (``PanelMix.rooftop_share``) are rooftop
+    plants, placed last.
 
     Args:
         config: The region.
@@ -354,7 +376,14 @@ def place_farms(
     )
     spec = config.preset_spec
     ha_range = spec.panels.farm_ha if spec is not None else (1.0, 200.0)
-    areas = _farm_areas(rng, config, n_target, ha_range)
+    n_roof = 0
+    if spec is not None:
+        n_roof = min(round(spec.panels.rooftop_share * n_target), n_target - 1)
+        areas = _farm_areas(
+            rng, config, n_target - n_roof, ha_range, alpha=spec.panels.farm_ha_alpha
+        )
+    else:
+        areas = _farm_areas(rng, config, n_target, ha_range)
     sites = _Sites(grid, land)
     make = _shape_maker(config, footprints)
     farms: list[Farm] = []
@@ -373,6 +402,11 @@ def place_farms(
             log.debug("no room for solar farm %d of %d (%.1f ha)", i + 1, n_target, area_ha)
         else:
             farms.append(farm)
+    if spec is not None:
+        for _ in range(n_roof):
+            farm = _place_rooftop(rng, sites, index=len(farms), spec=spec)
+            if farm is not None:
+                farms.append(farm)
     if len(farms) < n_target:
         log.warning(
             "placed %d of %d solar farms: no room left for the others; give a larger size or "
@@ -389,13 +423,20 @@ def _farm_areas(
     config: RegionConfig,
     n_target: int,
     ha_range: tuple[float, float],
+    *,
+    alpha: float = 0.0,
 ) -> NDArray[np.float64]:
-    """Farm areas in hectares, largest first: log-uniform from the smallest of ``ha_range``
-    (1 ha without a preset) to 6 % of the region (at most the largest, 200 ha)."""
+    """Farm areas in hectares, largest first, from the smallest of ``ha_range`` (1 ha without
+    a preset) to 6 % of the region (at most the largest, 200 ha): log-uniform, or with
+    ``alpha`` > 0 a power law (the share larger than ``a`` falling as ``a ** -alpha``)."""
     lo, hi = ha_range
     region_ha = config.area_km2 * 100.0
     max_ha = min(hi, max(1.5 * lo, 0.06 * region_ha))
-    areas = np.sort(np.exp(rng.uniform(math.log(lo), math.log(max_ha), n_target)))[::-1]
+    if alpha > 0:  # the inverse of the truncated power law's distribution
+        u = rng.uniform(0.0, 1.0, n_target)
+        areas = np.sort((lo**-alpha - u * (lo**-alpha - max_ha**-alpha)) ** (-1.0 / alpha))[::-1]
+    else:
+        areas = np.sort(np.exp(rng.uniform(math.log(lo), math.log(max_ha), n_target)))[::-1]
     return np.clip(areas, 1.05 * lo, max_ha)
 
 
@@ -423,7 +464,9 @@ def _place_farm(
     floor: float,
 ) -> Farm | None:
     """The ``i``-th farm of ``area_ha``, placed; up to five shapes, each 40 % smaller than the
-    last (down to ``floor``, 1.05 ha without a preset), before giving up."""
+    last (down to ``floor``, 1.05 ha without a preset), before giving up. A preset farm's
+    fence strip is drawn first, so that its claim makes room for the fence."""
+    margin = float(rng.uniform(*spec.panels.fence_m)) if spec is not None else 0.0
     a = area_ha
     for _attempt in range(5):
         shape = make(
@@ -431,12 +474,12 @@ def _place_farm(
             a * 10_000.0,
             want_hole=(i == 0 and a >= 2.0) or (a >= 8.0 and rng.random() < 0.25),
         )
-        site = sites.claim(rng, shape)
+        site = sites.claim(rng, shape, margin=margin)
         if site is not None:
             window, dx, dy = site
             if spec is None:
                 return _make_farm(rng, index, shape, dx, dy, window)
-            return _make_preset_farm(rng, index, shape, dx, dy, window, spec)
+            return _make_preset_farm(rng, index, shape, dx, dy, window, spec, margin=margin)
         if a <= floor:
             break
         a = max(floor, a * 0.6)
@@ -467,9 +510,10 @@ class _Sites:
         self.claimed = np.zeros((grid.H, grid.W), bool)
 
     def claim(
-        self, rng: np.random.Generator, shape: _FarmShape
+        self, rng: np.random.Generator, shape: _FarmShape, *, margin: float = 0.0
     ) -> tuple[tuple[int, int, int, int], float, float] | None:
-        """Claim a free site for ``shape`` among 120 random candidates.
+        """Claim a free site for ``shape`` among 120 random candidates; ``margin`` (m): the
+        fence strip around it, which the claim and the road test include.
 
         Returns:
             The claimed window (row, col, height, width in pixels) and the shift (dx, dy) from
@@ -477,7 +521,7 @@ class _Sites:
         """
         q = self.coarse
         H, W = self.grid.H, self.grid.W
-        claim = shape.outer.buffer(_CLAIM_RING_M)
+        claim = shape.outer.buffer(_CLAIM_RING_M + margin)
         minx, miny, maxx, maxy = claim.bounds
         h = math.ceil((maxy - miny) / PIXEL_M) + 1
         w = math.ceil((maxx - minx) / PIXEL_M) + 1
@@ -485,7 +529,7 @@ class _Sites:
         if not ((hq + 1) * q < H and (wq + 1) * q < W):
             return None
         t_local = Affine(PIXEL_M, 0, minx, 0, -PIXEL_M, maxy)
-        foot = shape.outer.buffer(PIXEL_M)
+        foot = shape.outer.buffer(PIXEL_M + margin)
         bits = rasterize(
             [(claim, 1), (foot, 2)],
             (h, w),
@@ -591,13 +635,20 @@ def _make_preset_farm(
     dy: float,
     window: tuple[int, int, int, int],
     spec: Preset,
+    *,
+    margin: float,
 ) -> Farm:
     """A farm of a preset region: rows spaced by the module tilt and ground-cover ratio,
-    east-west or along the outline, panels and ground of the preset's kinds; maybe partly
-    built."""
+    east-west or along the outline, panels and ground of the preset's kinds, access roads or
+    none, a fence ``margin`` metres outside the footprint (which OSM maps); maybe partly
+    built.
+
+    The footprint (the truth) is the panel array: the rows end 0 to 1.5 m inside it.
+    """
     panels = spec.panels
     outer, hole, footprint, roads = _placed(shape, dx, dy)
-    setback = rng.uniform(3.0, 8.0)
+    roads = _preset_roads(rng, roads, footprint.area / 10_000.0, panels)
+    setback = rng.uniform(0.0, 1.5)
     panel_area = footprint.buffer(-setback, join_style="mitre").difference(roads)
     tilt = math.radians(rng.uniform(*panels.tilt_deg))
     slant = rng.uniform(*panels.module_m)
@@ -623,10 +674,107 @@ def _make_preset_farm(
         or isinstance(outer, MultiPolygon)
         or bool(rng.random() < 0.25),
         row_angle=row_angle,
+        fence=_fence_around(outer, margin),
     )
+    whole_site = False
     if rng.random() < spec.lookalikes.partial_share:
-        _build_partly(rng, farm)
+        whole_site = _build_partly(rng, farm)
+    mapped = farm.site if whole_site and farm.site is not None else farm.footprint
+    farm.osm_outline = _fence_around(mapped, margin, hole=hole)
     return farm
+
+
+def _preset_roads(
+    rng: np.random.Generator, roads: BaseGeometry, area_ha: float, panels: PanelMix
+) -> BaseGeometry:
+    """The internal access roads a preset plant of ``area_ha`` keeps: none in a share of
+    plants (``panels.road_share``), else narrowed to 2.5-3.5 m in small plants (grassy tracks
+    that barely show at 10 m) and 3.5-5 m in large ones."""
+    large = area_ha >= _LARGE_HA
+    if roads.is_empty or rng.random() >= panels.road_share[int(large)]:
+        return Polygon()
+    width = rng.uniform(3.5, _ROAD_M) if large else rng.uniform(2.5, 3.5)
+    return _polygonal(roads.buffer(-(_ROAD_M - width) / 2, join_style="mitre"), min_area=1.0)
+
+
+def _fence_around(
+    geom: BaseGeometry, margin: float, *, hole: BaseGeometry | None = None
+) -> BaseGeometry:
+    """``geom``, its holes filled, grown by ``margin`` (m; mitred corners, as fences run), less
+    ``hole`` (a pond, substation or land left out, which mappers leave out as it is)."""
+    filled = shapely.union_all(
+        [Polygon(p.exterior) for p in shapely.get_parts(geom) if isinstance(p, Polygon)]
+    )
+    fence = filled.buffer(margin, join_style="mitre", mitre_limit=2.0)
+    return _polygonal(fence.difference(hole)) if hole is not None else fence
+
+
+def _place_rooftop(
+    rng: np.random.Generator, sites: _Sites, *, index: int, spec: Preset
+) -> Farm | None:
+    """A rooftop plant: an array (``spec.panels.rooftop_ha``, log-uniform) over half to nine
+    tenths of a large hall's roof, from one end, 1 to 2.5 m off its edges; low-tilted rows of
+    short modules at a high ground-cover ratio, along the hall or east-west. OSM maps the
+    whole roof (as mappers tag the building) or the array and a metre or two around it.
+    ``None`` when three roofs find no room."""
+    panels = spec.panels
+    lo, hi = panels.rooftop_ha
+    for _attempt in range(3):
+        array_m2 = 10_000.0 * math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        roof_m2 = array_m2 / rng.uniform(0.5, 0.9)
+        aspect = math.exp(rng.uniform(math.log(1.5), math.log(4.0)))
+        length = math.sqrt(roof_m2 * aspect)
+        width = roof_m2 / length
+        edge = rng.uniform(1.0, 2.5)
+        along = min(length - 2 * edge, array_m2 / (width - 2 * edge))
+        x0 = -length / 2 + edge if rng.random() < 0.5 else length / 2 - edge - along
+        turn = float(rng.uniform(0.0, 180.0))
+        roof = affinity.rotate(box(-length / 2, -width / 2, length / 2, width / 2), turn, (0, 0))
+        array = affinity.rotate(
+            box(x0, -width / 2 + edge, x0 + along, width / 2 - edge), turn, (0, 0)
+        )
+        shape = _FarmShape(outer=roof, hole=None, hole_kind="", roads=Polygon(), n_blocks=1)
+        site = sites.claim(rng, shape)
+        if site is not None:
+            break
+    else:
+        return None
+    window, dx, dy = site
+    roof = affinity.translate(roof, dx, dy)
+    footprint = affinity.translate(array, dx, dy)
+    tilt = math.radians(rng.uniform(5.0, 15.0))
+    slant = rng.uniform(1.0, 2.3)
+    pitch = slant / rng.uniform(0.6, 0.9)
+    row_width = slant * math.cos(tilt)
+    row_angle = math.radians(turn) if rng.random() < 0.6 else 0.0
+    kind = _pick(rng, _ROOF_KINDS)
+    materials = _panel_types(rng, panels)
+    materials[kind] = 1.0  # the roof between the rows
+    if rng.random() < 0.3:
+        osm_outline = roof
+    else:
+        osm_outline = footprint.buffer(rng.uniform(0.0, 2.0), join_style="mitre").intersection(roof)
+    return Farm(
+        index=index,
+        outer=roof,
+        footprint=footprint,
+        hole=None,
+        hole_kind="",
+        roads=Polygon(),
+        panel_area=footprint,
+        n_blocks=1,
+        row_width=float(row_width),
+        row_gap=float(pitch - row_width),
+        row_phase=float(rng.uniform(0.0, pitch)),
+        window=window,
+        materials=materials,
+        as_relation=False,
+        row_angle=row_angle,
+        osm_outline=osm_outline,
+        fence=roof,
+        roof=roof,
+        roof_kind=kind,
+    )
 
 
 def _pick(rng: np.random.Generator, weights: Mapping[str, float]) -> str:
@@ -636,9 +784,8 @@ def _pick(rng: np.random.Generator, weights: Mapping[str, float]) -> str:
     return names[int(rng.choice(len(names), p=p / p.sum()))]
 
 
-def _preset_materials(rng: np.random.Generator, panels: PanelMix) -> dict[str, float]:
-    """Panel types (one, or two in a plant built in phases) and the ground between the rows
-    (a main cover and a second one)."""
+def _panel_types(rng: np.random.Generator, panels: PanelMix) -> dict[str, float]:
+    """Panel types: one, or two in a plant built in phases."""
     materials: dict[str, float] = {}
     first = _pick(rng, panels.types)
     second = _pick(rng, panels.types) if rng.random() < 1 / 3 else first
@@ -646,6 +793,13 @@ def _preset_materials(rng: np.random.Generator, panels: PanelMix) -> dict[str, f
     materials[first] = share
     if second != first:
         materials[second] = 1.0 - share
+    return materials
+
+
+def _preset_materials(rng: np.random.Generator, panels: PanelMix) -> dict[str, float]:
+    """Panel types (:func:`_panel_types`) and the ground between the rows (a main cover and a
+    second one)."""
+    materials = _panel_types(rng, panels)
     main, other = _pick(rng, panels.ground), _pick(rng, panels.ground)
     share = float(rng.uniform(0.6, 0.95)) if other != main else 1.0
     materials[_GROUND_ENDMEMBER[main]] = share
@@ -662,10 +816,14 @@ def _polygonal(geom: BaseGeometry, *, min_area: float = 50.0) -> BaseGeometry:
     return parts[0] if len(parts) == 1 else MultiPolygon(parts)
 
 
-def _build_partly(rng: np.random.Generator, farm: Farm) -> None:
+def _build_partly(rng: np.random.Generator, farm: Farm) -> bool:
     """Make ``farm`` partly built, in place: 30 to 75 % of its site, on one side of a line
-    across its rows (or along them), carries panels; the rest is graded bare soil. OSM maps
-    the whole site for half such farms (as mappers trace the fence)."""
+    across its rows (or along them), carries panels; the rest is graded bare soil.
+
+    Returns:
+        Whether OSM maps the whole site (half such farms, as mappers trace the fence) rather
+        than the built part; ``False`` when the farm stays whole.
+    """
     site = farm.footprint
     target = float(rng.uniform(0.3, 0.75))
     c = site.centroid
@@ -693,13 +851,13 @@ def _build_partly(rng: np.random.Generator, farm: Farm) -> None:
         affinity.rotate(side((lo + hi) / 2), farm.row_angle, origin=c, use_radians=True)
     )
     if built.is_empty or built.area >= site.area * 0.97:
-        return
+        return False
     farm.site = site
     farm.footprint = built
     farm.unbuilt = _polygonal(site.difference(built), min_area=10.0)
     farm.panel_area = farm.panel_area.intersection(built.buffer(-3.0, join_style="mitre"))
     farm.roads = farm.roads.intersection(built)
-    farm.osm_outline = site if rng.random() < 0.5 else None
+    return bool(rng.random() < 0.5)
 
 
 def assign_roles(config: RegionConfig, farms: list[Farm]) -> None:
@@ -788,7 +946,9 @@ def stripe_share(
 
 
 def render_farms(config: RegionConfig, grid: Grid, land: Land, farms: list[Farm]) -> None:
-    """Footprint, panel and road fractions of every 10 m pixel, from 2 m renderings."""
+    """Footprint, panel and road fractions of every 10 m pixel, from 2 m renderings; with a
+    preset also the fenced ground (``fence``: footprint, fence strip and a rooftop plant's
+    roof, the layer the farm's materials cover) and the roofs under rooftop plants."""
     maps = land.maps
     for f in farms:
         r, c, h, w = f.window
@@ -802,6 +962,13 @@ def render_farms(config: RegionConfig, grid: Grid, land: Land, farms: list[Farm]
         maps["panel"][win] = np.maximum(maps["panel"][win], _panel_share(bits, f, top, left))
         maps["froad"][win] = np.maximum(maps["froad"][win], _layer_share(bits, _ROADS))
         land.farm_index[win][foot > 0] = f.index
+        if f.fence is not None:
+            fence = _layer_share(bits, _FENCE)
+            maps["fence"][win] = np.maximum(maps["fence"][win], fence)
+            land.farm_index[win][fence > 0] = f.index
+        if f.roof is not None:
+            roof = maps[LOOKALIKE_LAYERS[f.roof_kind]]
+            roof[win] = np.maximum(roof[win], _layer_share(bits, _ROOF))
         if f.hole is not None:
             _add_hole(maps, win, f.hole_kind, _layer_share(bits, _HOLE))
         if ring is not None:
@@ -817,7 +984,8 @@ def _spurious_ring(config: RegionConfig, f: Farm) -> BaseGeometry | None:
     if not f.mapped or config.spurious == "none":
         return None
     pad_w = float(rng_for(config, "farms", 2, f.index).uniform(20.0, 40.0))
-    return f.outer.buffer(pad_w, join_style="mitre").difference(f.outer)
+    fence = f.fence if f.fence is not None else f.outer
+    return fence.buffer(pad_w, join_style="mitre").difference(fence)
 
 
 def _burn_layers(
@@ -825,9 +993,14 @@ def _burn_layers(
 ) -> NDArray[np.uint8]:
     """The farm's layers at 2 m ``[5 h, 5 w]`` from (left, top), one bit per layer.
 
-    One pass for all layers: each burns its own bit (a layer never overlaps itself).
+    One pass for all layers: each burns its own bit (a layer never overlaps itself). The
+    fenced ground of a preset farm is its fence less the hole and the unbuilt part.
     """
-    layers = [f.footprint, f.panel_area, f.roads, f.hole, ring, f.unbuilt]  # in bit order
+    fenced = f.fence
+    for cut in (f.hole, f.unbuilt):
+        if fenced is not None and cut is not None:
+            fenced = fenced.difference(cut)
+    layers = [f.footprint, f.panel_area, f.roads, f.hole, ring, f.unbuilt, fenced, f.roof]
     shapes_ = [(g, 1 << i) for i, g in enumerate(layers) if g is not None and not g.is_empty]
     sub = _SUBPIXEL_M
     return rasterize(

@@ -5,9 +5,10 @@ field parcels at different greenness over several soils, scrub, water bodies, se
 mixed roofs and metal sheds, roads and tracks, in the proportions of the region's
 :class:`~data_prep.synthetic.presets.LandMix`. A preset adds its season (the greenness of the
 vegetation on the date) and its terrain: forest, rock and snow on the high ground, flooded
-paddies. The farm layers (footprint, panels, farm roads, spurious pads) start empty and are
-filled by :func:`~data_prep.synthetic.farms.render_farms`; with a preset, so do the layers of
-the look-alikes (:data:`LOOKALIKE_LAYERS`, filled by
+paddies. The farm layers (footprint, panels, farm roads, spurious pads; with a preset the
+fenced ground too) start empty and are filled by
+:func:`~data_prep.synthetic.farms.render_farms`; with a preset, so do the layers of the
+look-alikes (:data:`LOOKALIKE_LAYERS`, filled by
 :func:`~data_prep.synthetic.lookalikes.render_lookalikes`).
 """
 
@@ -149,7 +150,7 @@ def make_land(config: RegionConfig, grid: Grid) -> Land:
     for name in ("track", "snow", "foot", "panel", "froad", "pad"):
         maps[name] = np.zeros((H, W), "f4")
     if spec is not None:
-        for name in (*_TERRAIN_LAYERS, *LOOKALIKE_LAYERS.values()):
+        for name in (*_TERRAIN_LAYERS, *LOOKALIKE_LAYERS.values(), "fence"):
             maps[name] = np.zeros((H, W), "f4")
     land = Land(
         maps=maps,

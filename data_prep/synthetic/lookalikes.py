@@ -6,8 +6,9 @@ metallic or bright industrial roofs and bare graded land, as many as the preset'
 :class:`~data_prep.synthetic.presets.LookAlikeMix` asks for, never on a farm's site or its free
 ring. :func:`render_lookalikes` draws them (at 2 m, averaged to 10 m) into the land's
 look-alike layers (:data:`~data_prep.synthetic.landscape.LOOKALIKE_LAYERS`). The graded,
-unbuilt part of partly built farms is listed with them (kind ``unbuilt``), though the farms
-draw it.
+unbuilt part of partly built farms (kind ``unbuilt``) and the roofs under rooftop plants (kind
+``roof``: the plant's array, in the truth, covers part of it) are listed with them, though
+the farms draw them.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ from data_prep.synthetic.landscape import LOOKALIKE_LAYERS, Land
 
 __all__ = ["LOOKALIKE_KINDS", "LookAlike", "place_lookalikes", "render_lookalikes"]
 
-#: The kinds of look-alike, and the kind of the unbuilt part of a partly built farm.
-LOOKALIKE_KINDS: Final[tuple[str, ...]] = (*LOOKALIKE_LAYERS, "unbuilt")
+#: The kinds of look-alike, the kind of the unbuilt part of a partly built farm and of the roof
+#: under a rooftop plant.
+LOOKALIKE_KINDS: Final[tuple[str, ...]] = (*LOOKALIKE_LAYERS, "unbuilt", "roof")
+#: The kinds the farms draw themselves.
+_DRAWN_BY_FARMS: Final = frozenset({"unbuilt", "roof"})
 _SUBPIXELS: Final = 5
 _TRIES: Final = 30
 #: Size of each kind (hectares, log-uniform).
@@ -48,8 +52,8 @@ _AREA_HA: Final = {
 @dataclass
 class LookAlike:
     """One look-alike: its kind, outline (scene CRS) and the farm it stands next to (or
-    belongs to, when ``unbuilt``; -1: none). Greenhouse tunnels are ``stripes``: direction
-    (radians), tunnel width, gap and phase (m)."""
+    belongs to, when ``unbuilt`` or ``roof``; -1: none). Greenhouse tunnels are ``stripes``:
+    direction (radians), tunnel width, gap and phase (m)."""
 
     kind: str
     geometry: BaseGeometry
@@ -120,8 +124,8 @@ class _Room:
 def place_lookalikes(
     config: RegionConfig, grid: Grid, land: Land, farms: list[Farm]
 ) -> list[LookAlike]:
-    """The look-alikes of a preset region (none without a preset), and the unbuilt parts of
-    its partly built farms.
+    """The look-alikes of a preset region (none without a preset), the unbuilt parts of its
+    partly built farms and the roofs under its rooftop plants.
 
     Next to a share of the farms (30 to 250 m from their fence), one look-alike each; then,
     anywhere free, the preset's number per km^2 of each kind.
@@ -132,6 +136,7 @@ def place_lookalikes(
         for f in farms
         if f.unbuilt is not None and not f.unbuilt.is_empty
     ]
+    items += [LookAlike("roof", f.roof, farm_id=f.index) for f in farms if f.roof is not None]
     if spec is None:
         return items
     mix = spec.lookalikes
@@ -197,8 +202,8 @@ def render_lookalikes(grid: Grid, land: Land, items: list[LookAlike]) -> None:
     10 m pixel, from a 2 m rendering; greenhouse blocks as rows of tunnels)."""
     sub = PIXEL_M / _SUBPIXELS
     for item in items:
-        if item.kind == "unbuilt":
-            continue  # the farm draws its own unbuilt ground
+        if item.kind in _DRAWN_BY_FARMS:
+            continue  # the farm draws its own unbuilt ground and roof
         minx, miny, maxx, maxy = item.geometry.bounds
         c0 = max(0, math.floor((minx - grid.x0) / PIXEL_M))
         c1 = min(grid.W, math.ceil((maxx - grid.x0) / PIXEL_M))

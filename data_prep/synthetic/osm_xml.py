@@ -2,8 +2,10 @@
 
 Mapped plants are closed ways or multipolygon relations (always when they have holes or several
 parts), panel rows are generators, some farms are mapped only by their generators (orphans)
-and some not at all, as incomplete as real OSM. Roads and unrelated land use (villages, water,
-farmland) are mapped too, so a reader has to pick the solar features out.
+and some not at all, as incomplete as real OSM. A preset plant is mapped by its fence, some
+metres outside its panels; rooftop plants are tagged ``location=roof``. Roads and unrelated
+land use (villages, water, farmland) are mapped too, so a reader has to pick the solar features
+out.
 """
 
 from __future__ import annotations
@@ -207,6 +209,8 @@ def _add_farms(osm: _OsmBuilder, farms: list[Farm]) -> dict[str, int]:
                 "name": f.name,
                 "operator": f.operator,
             }
+            if f.roof is not None:
+                tags["location"] = "roof"
             outline = f.osm_outline if f.osm_outline is not None else f.footprint
             osm.area(outline, tags, relation=f.as_relation)
             counts["plants"] += 1
@@ -214,8 +218,11 @@ def _add_farms(osm: _OsmBuilder, farms: list[Farm]) -> dict[str, int]:
             counts["plants_with_hole"] += int(f.hole is not None)
         if f.with_generators:
             meta = osm.meta()  # one mapping session per farm
+            gen_tags = (
+                {**_GENERATOR_TAGS, "location": "roof"} if f.roof is not None else _GENERATOR_TAGS
+            )
             for ring in _generator_rows(f):
-                osm.way(ring, _GENERATOR_TAGS, closed=True, meta=meta)
+                osm.way(ring, gen_tags, closed=True, meta=meta)
                 counts["generators"] += 1
     return counts
 
@@ -272,7 +279,8 @@ def _farmland_polygons(
     n_want = max(3, min(40, round(config.area_km2 * 0.5)))
     pick = rng.permutation(rr.size)
     seen: set[tuple[int, int]] = set()
-    farm_union = shapely.union_all([f.outer.buffer(20.0) for f in farms]) if farms else Polygon()
+    fences = [f.fence if f.fence is not None else f.outer for f in farms]
+    farm_union = shapely.union_all([g.buffer(20.0) for g in fences]) if farms else Polygon()
     image = box(*grid.bounds)
     c, s = math.cos(land.rotation), math.sin(land.rotation)
     for j in pick[: 20 * n_want].tolist():

@@ -3,7 +3,8 @@
 A :class:`Preset` bundles everything that makes one kind of region: where it is (CRS, origin,
 date), the land-cover mix (:class:`LandMix`), the range of every end-member spectrum, how green
 the vegetation is in each month, the solar plants (:class:`PanelMix`: panel types, tilt and
-row spacing, the ground between the rows), the haze and illumination of a scene
+row spacing, the ground between the rows, plant sizes, the fence strip OSM maps around them,
+access roads, rooftop plants), the haze and illumination of a scene
 (:class:`SkyMix`), partly built plants and the non-solar look-alikes around them
 (:class:`LookAlikeMix`). :data:`PRESETS` holds them by name.
 
@@ -44,6 +45,8 @@ from dataclasses import dataclass, field
 from typing import Final, Literal, get_args
 
 __all__ = [
+    "AT_PLANT_HA_ALPHA",
+    "AT_PLANT_HA_MEDIAN",
     "PRESETS",
     "PRESET_ENDMEMBERS",
     "PRESET_NAMES",
@@ -138,7 +141,18 @@ class PanelMix:
             ``dark_soil``, ``gravel``, ``grass``, ``dry_grass``).
         aligned_rows: Share of plants whose rows follow the plant's outline rather than run
             east-west.
-        farm_ha: Range of plant areas (hectares; the largest also at most 6 % of the region).
+        farm_ha: Range of the panel footprints of ground-mounted plants (hectares; the
+            largest also at most 6 % of the region).
+        farm_ha_alpha: Their size distribution within ``farm_ha``: a power law, the share of
+            plants larger than ``a`` falling as ``a ** -farm_ha_alpha`` (0: log-uniform).
+        fence_m: Range of the strip between the panel footprint and the fence (metres, one
+            draw per plant): OSM maps the fence, so the plant's OSM outline is its footprint
+            grown by this much.
+        road_share: Share of ground-mounted plants with internal access roads: of plants
+            under 5 ha, and of larger ones (at 10 m many small plants show none).
+        rooftop_share: Share of the plants that are arrays on large industrial or
+            agricultural roofs.
+        rooftop_ha: Range of the arrays of rooftop plants (hectares, log-uniform).
     """
 
     types: Mapping[str, float]
@@ -148,6 +162,11 @@ class PanelMix:
     ground: Mapping[str, float]
     aligned_rows: float
     farm_ha: tuple[float, float]
+    farm_ha_alpha: float
+    fence_m: tuple[float, float]
+    road_share: tuple[float, float]
+    rooftop_share: float
+    rooftop_ha: tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -283,6 +302,22 @@ IN_SOLAR: Final[Band10] = (0.083, 0.085, 0.085, 0.103, 0.126, 0.135, 0.133, 0.14
 IN_BACKGROUND: Final[Band10] = (
     0.062, 0.083, 0.087, 0.122, 0.185, 0.207, 0.224, 0.227, 0.208, 0.148,
 )  # fmt: skip
+
+# Measured, Austria: plant sizes, from the OSM solar polygons of Austria
+# (``osm_solar_polygons_austria.geojson`` beside the chips: 2,130 polygons, areas in EPSG:3035).
+# 2,029 are under 0.1 ha (rooftop arrays and single generators; of those of 0.01-0.1 ha, 88 %
+# are near-rectangular: area over the minimum rotated rectangle above 0.95); 58 are of 0.1 to
+# 0.5 ha (median 0.22 ha, 53 % near-rectangular: mostly arrays on large roofs); 43 are of 0.5 ha
+# or more (9 % near-rectangular: the ground-mounted plants): median 1.15 ha, quartiles 0.80 and
+# 2.48 ha, 10th to 90th percentile 0.60 to 6.3 ha, largest 13.0 ha. The 26 chips frame 26 of
+# these 43 (median 1.16 ha). Their sizes follow a power law: the share larger than ``a`` falls as
+# ``a ** -alpha``, alpha 0.93 +- 0.14 by maximum likelihood above 0.5 ha (0.83 above 0.3 ha,
+# 1.06 above 1 ha); alpha 0.8 on 0.5-15 ha gives quartiles 0.70, 1.10 and 2.26 ha and a 90th
+# percentile of 5.0 ha.
+#: Median OSM outline of the ground-mounted Austrian plants (hectares; see above).
+AT_PLANT_HA_MEDIAN: Final = 1.15
+#: Power-law exponent of their sizes (see above).
+AT_PLANT_HA_ALPHA: Final = 0.9
 
 #: Per-band factor that brings the generator's original southern-India end-members to the
 #: measured Indian background: first ``IN_BACKGROUND`` over the median background pixel (land
@@ -444,6 +479,18 @@ _PADDY_SPECTRA: Final[dict[str, SpectrumRange]] = {
 # --------------------------------------------------------------------------- presets
 
 
+# The fence strip (PanelMix.fence_m): mappers trace a plant's fence on aerial imagery, and the
+# fence runs some metres outside the outer panel rows (a service track, the clearance against the
+# fence's shade). For the Deccan, the desert and the rice paddies the strip is an estimate from
+# OSM practice (wider at large plants: perimeter roads, drainage, fire breaks), not a
+# measurement. For central Europe and the Alps it is measured on the Austrian chips, narrower
+# than such estimates (3-15 m): across the OSM outline of the 25 ground-mounted plants, the edge
+# of the panels' contrast (B08 - 2.5 B02, an error function fitted to it against the signed
+# distance of the pixel centres to the outline) lies 0.40 px inside the outline (-0.54 to +0.32
+# px with B08, NDVI or B02 alone); the central-europe preset gives 0.45 px inside with a strip of
+# 1-6 m, 1.08 px with 3-15 m.
+
+
 def _per_km2(**kinds: float) -> dict[str, float]:
     """Look-alikes per km^2, by kind."""
     return kinds
@@ -470,6 +517,11 @@ PRESETS: Final[dict[str, Preset]] = {
             ground={"dry_grass": 0.4, "bare_soil": 0.25, "dark_soil": 0.2, "gravel": 0.15},
             aligned_rows=0.3,
             farm_ha=(1.0, 200.0),
+            farm_ha_alpha=0.0,
+            fence_m=(5.0, 25.0),
+            road_share=(0.5, 0.9),
+            rooftop_share=0.05,
+            rooftop_ha=(0.1, 1.0),
         ),
         sky=SkyMix(gain=(0.94, 1.06), haze_b02=(-0.004, 0.012), haze_exponent=(1.0, 1.6)),
         lookalikes=LookAlikeMix(
@@ -509,9 +561,23 @@ PRESETS: Final[dict[str, Preset]] = {
             tilt_deg=(20.0, 30.0),
             gcr=(0.38, 0.52),
             module_m=(3.4, 4.6),
-            ground={"grass": 0.8, "dry_grass": 0.15, "gravel": 0.05},
+            # Mostly mown grass: the real chips' per-plant solar medians in B04 lie at 0.043 to
+            # 0.076 (10th to 90th percentile), and rows on dry grass show about 0.09, on
+            # gravel 0.16, so few plants stand on those.
+            ground={"grass": 0.9, "dry_grass": 0.08, "gravel": 0.02},
             aligned_rows=0.45,
-            farm_ha=(0.5, 40.0),
+            # The measured power law of the Austrian plants, from footprints of 0.45 ha (OSM
+            # outlines, with the fence strip, of about 0.55 ha). Eight regions (512 px, 30
+            # plants) give OSM outlines of median 1.17 ha, quartiles 0.79 and 2.16 ha, 10th to
+            # 90th percentile 0.63 to 4.2 ha (measured: 1.15, 0.80, 2.48, 0.60 to 6.3 ha).
+            farm_ha=(0.45, 15.0),
+            farm_ha_alpha=AT_PLANT_HA_ALPHA,
+            fence_m=(1.0, 6.0),
+            road_share=(0.2, 0.7),
+            # About a third: the Austrian polygons of 0.1-0.5 ha, mostly roof arrays, outnumber
+            # the ground-mounted plants above 0.5 ha (58 against 43).
+            rooftop_share=0.35,
+            rooftop_ha=(0.1, 0.8),
         ),
         sky=SkyMix(gain=(0.95, 1.05), haze_b02=(-0.006, 0.008), haze_exponent=(1.4, 2.2)),
         lookalikes=LookAlikeMix(
@@ -555,7 +621,13 @@ PRESETS: Final[dict[str, Preset]] = {
             module_m=(2.2, 4.2),
             ground={"grass": 0.85, "gravel": 0.15},
             aligned_rows=0.6,
-            farm_ha=(0.3, 15.0),
+            # As central Europe (the same Austrian measurement), smaller in the valleys.
+            farm_ha=(0.3, 8.0),
+            farm_ha_alpha=AT_PLANT_HA_ALPHA,
+            fence_m=(1.0, 6.0),
+            road_share=(0.15, 0.6),
+            rooftop_share=0.3,
+            rooftop_ha=(0.1, 0.6),
         ),
         sky=SkyMix(gain=(0.9, 1.1), haze_b02=(-0.005, 0.006), haze_exponent=(1.6, 2.4)),
         lookalikes=LookAlikeMix(
@@ -594,6 +666,11 @@ PRESETS: Final[dict[str, Preset]] = {
             ground={"bare_soil": 0.55, "gravel": 0.45},
             aligned_rows=0.2,
             farm_ha=(2.0, 200.0),
+            farm_ha_alpha=0.0,
+            fence_m=(5.0, 25.0),
+            road_share=(0.6, 0.95),
+            rooftop_share=0.03,
+            rooftop_ha=(0.1, 1.0),
         ),
         sky=SkyMix(gain=(0.95, 1.07), haze_b02=(0.0, 0.025), haze_exponent=(0.6, 1.2)),
         lookalikes=LookAlikeMix(
@@ -638,6 +715,11 @@ PRESETS: Final[dict[str, Preset]] = {
             ground={"grass": 0.6, "bare_soil": 0.3, "gravel": 0.1},
             aligned_rows=0.35,
             farm_ha=(0.5, 60.0),
+            farm_ha_alpha=0.0,
+            fence_m=(3.0, 15.0),
+            road_share=(0.4, 0.85),
+            rooftop_share=0.05,
+            rooftop_ha=(0.1, 0.8),
         ),
         sky=SkyMix(gain=(0.93, 1.05), haze_b02=(-0.002, 0.018), haze_exponent=(1.4, 2.0)),
         lookalikes=LookAlikeMix(

@@ -2,9 +2,11 @@
 
 Reflectances are linear mixtures of end-member spectra (a :class:`Palette`), weighted by the
 cover fractions of the landscape and the farms, with per-field and per-farm variation, spatially
-correlated and per-pixel noise, and the 20 m bands seen at 20 m. Without a preset the palette is
-the fixed :data:`SPECTRA`; a preset region draws each of its end-members from the preset's
-measured or published range (:mod:`~data_prep.synthetic.presets`), once per scene.
+correlated and per-pixel noise, the instrument's blur (:class:`Psf`) and the 20 m bands seen at
+20 m. Without a preset the palette is the fixed :data:`SPECTRA` and the blur the fixed
+:data:`ORIGINAL_PSF`; a preset region draws each of its end-members from the preset's measured
+or published range (:mod:`~data_prep.synthetic.presets`) and its blur (:func:`psf_for`), once
+per scene.
 """
 
 from __future__ import annotations
@@ -29,13 +31,16 @@ __all__ = [
     "ENDMEMBER_INDEX",
     "ENDMEMBER_SPECTRA",
     "ORIGINAL_PALETTE",
+    "ORIGINAL_PSF",
     "SPECTRA",
     "FarmMix",
     "Palette",
+    "Psf",
     "add_sensor_noise",
     "endmember_weights",
     "farm_mix",
     "palette_for",
+    "psf_for",
     "resample_20m_bands",
     "surface_reflectance",
 ]
@@ -121,11 +126,59 @@ class FarmMix:
     shares: NDArray[np.float32]
 
 
+@dataclass(frozen=True)
+class Psf:
+    """The instrument's point spread function: Gaussian sigmas, each in its bands' own pixels.
+
+    Attributes:
+        sigma_10m: Sigma of the 10 m bands (10 m pixels).
+        sigma_20m: Sigma of the 20 m bands (20 m pixels); ``None``: no blur beyond the
+            average over their 20 m pixels.
+    """
+
+    sigma_10m: float
+    sigma_20m: float | None = None
+
+
 _PSF_SIGMA_PX: Final = 0.45
-#: Rows beyond a strip needed by the point spread function (3 sigma).
+#: The blur of a region without a preset: sigma 0.45 px on the 10 m bands (with the pixel's
+#: own aperture an MTF of ~0.2 at Nyquist), none on the 20 m bands beyond their 20 m pixels.
+ORIGINAL_PSF: Final = Psf(_PSF_SIGMA_PX)
+#: Range of the per-scene sigma of a preset region, the same in every band group's own pixels.
+#: The MSI's MTF at Nyquist, about 0.15-0.3, is a Gaussian of sigma 0.39-0.54 px times the
+#: pixel's own aperture (2/pi at Nyquist); the range reaches 0.7 px because the edges of the real
+#: chips are softer still (misregistration between image and OSM, tracing error) and this is
+#: the generator's only blur. Measured across plant outlines (the signed distance of each pixel
+#: centre to the OSM outline; the contrast B08 - 2.5 B02 scaled from the plant's inside to the
+#: land beyond 2.5 px; an error function fitted): the 25 real Austrian chips of ground-mounted
+#: plants give an edge sigma of 0.77 px pooled and 0.51 px per plant (median) in the 10 m bands,
+#: 1.16 px pooled in the 20 m bands (B8A - B11); the central-europe preset gave 0.45, 0.29 and
+#: 0.81 px with the fixed 0.45 px (and no fence strip), and gives 0.58, 0.43 and 1.25 px with
+#: this range (six scenes of 512 px, sigmas 0.47-0.69). The real chips' 20 m bands are 2 x 2
+#: blocks on the 10 m grid (nearest), as :func:`resample_20m_bands` makes them.
+_PRESET_PSF_SIGMA_PX: Final = (0.45, 0.7)
+#: Rows beyond a strip needed by the point spread function (3 sigma), at least.
 _PSF_HALO_ROWS: Final = 2
+_PSF_TRUNCATE: Final = 3.0
 _BANDS_20M: Final = tuple(i for i, b in enumerate(BANDS) if NATIVE_RESOLUTION_M[b] == 20)
 _BANDS_10M: Final = tuple(i for i, b in enumerate(BANDS) if NATIVE_RESOLUTION_M[b] == 10)
+
+
+def psf_for(config: RegionConfig) -> Psf:
+    """The blur of a region: :data:`ORIGINAL_PSF` without a preset; with one, a sigma drawn
+    once per scene from the preset range, for the 10 m bands in 10 m pixels and for the 20 m
+    bands in 20 m pixels."""
+    if config.preset_spec is None:
+        return ORIGINAL_PSF
+    sigma = float(rng_for(config, "spectra", 1).uniform(*_PRESET_PSF_SIGMA_PX))
+    return Psf(sigma, sigma)
+
+
+def _halo_rows(psf: Psf) -> int:
+    """Rows beyond a strip that ``psf`` reaches: its widest kernel's radius in 10 m pixels."""
+    widest = max(psf.sigma_10m, 2.0 * psf.sigma_20m if psf.sigma_20m is not None else 0.0)
+    return max(_PSF_HALO_ROWS, int(_PSF_TRUNCATE * widest + 0.5))
+
 
 #: End-member weights of one layer, from the cover maps of a strip.
 _Parts = Callable[[dict[str, FloatMap]], dict[str, FloatMap]]
@@ -158,6 +211,7 @@ def endmember_weights(
     """
     maps = {k: v[rows] for k, v in land.maps.items()}
     farm_index = land.farm_index[rows]
+    farm_layer = "fence" if "fence" in maps else "foot"  # preset farms: the fenced ground
     index = palette.index
     weights = np.zeros((len(palette.names), *maps["green"].shape), "f4")
     # Each layer: the map of its cover, and the end-members it is made of (made only when the
@@ -172,7 +226,7 @@ def endmember_weights(
         ("track", lambda m: {"gravel": m["track"]}),
         ("asphalt", lambda m: {"asphalt": m["asphalt"]}),
         ("snow", lambda m: {"snow": m["snow"]}),
-        ("foot", lambda m: _farm_parts(m, farm_index, mix)),
+        (farm_layer, lambda m: _farm_parts(m, farm_index, mix, cover=farm_layer)),
         ("pad", lambda m: {"pad": m["pad"]}),
     ]
     keep = np.ones_like(maps["green"])
@@ -227,10 +281,12 @@ def _settlement_parts(maps: dict[str, FloatMap]) -> dict[str, FloatMap]:
 
 
 def _farm_parts(
-    maps: dict[str, FloatMap], farm_index: NDArray[np.int32], mix: FarmMix
+    maps: dict[str, FloatMap], farm_index: NDArray[np.int32], mix: FarmMix, *, cover: str
 ) -> dict[str, FloatMap]:
-    """Panels, farm roads (gravel) and the ground between the rows, mixed per farm."""
-    ff = maps["foot"]
+    """Panels, farm roads (gravel) and the ground between the rows, mixed per farm, in the
+    farm layer ``cover`` (``foot``, or ``fence`` for preset farms: the fence strip is ground
+    too)."""
+    ff = maps[cover]
     idx = farm_index + 1
     fp = np.minimum(maps["panel"], ff)
     fr = np.minimum(maps["froad"], ff - fp)
@@ -243,25 +299,35 @@ def _farm_parts(
 
 
 def surface_reflectance(
-    land: Land, mix: FarmMix, r0: int, r1: int, palette: Palette = ORIGINAL_PALETTE
+    land: Land,
+    mix: FarmMix,
+    r0: int,
+    r1: int,
+    palette: Palette = ORIGINAL_PALETTE,
+    *,
+    psf: Psf = ORIGINAL_PSF,
 ) -> NDArray[np.float32]:
     """Surface reflectance ``[10, h, W]`` of rows ``r0:r1`` as the instrument sees it.
 
-    The instrument's point spread function: a Gaussian of sigma 0.45 px (MTF ~0.2 at Nyquist)
-    on the 10 m bands (20 m bands are averaged over 2 x 2 pixels by
-    :func:`resample_20m_bands`), with a few halo rows so strips join seamlessly. It also damps
-    the moire between panel rows and the 10 m grid.
+    The instrument's point spread function ``psf``: a Gaussian on the 10 m bands and, when it
+    has one, on the 20 m bands (their sigma in 20 m pixels, applied on the 10 m grid before
+    :func:`resample_20m_bands` averages them over 2 x 2 pixels), with a few halo rows so
+    strips join seamlessly. It also damps the moire between panel rows and the 10 m grid.
     """
     H, W = land.band.shape
     h = r1 - r0
-    a0, a1 = max(0, r0 - _PSF_HALO_ROWS), min(H, r1 + _PSF_HALO_ROWS)
+    halo = _halo_rows(psf)
+    a0, a1 = max(0, r0 - halo), min(H, r1 + halo)
     wts = endmember_weights(land, mix, slice(a0, a1), palette)
     k = len(palette.names)
     surface = (palette.spectra @ wts.reshape(k, -1)).reshape(-1, a1 - a0, W)
     del wts
     refl = np.ascontiguousarray(surface[:, r0 - a0 : r0 - a0 + h])
-    for i in _BANDS_10M:
-        blurred = ndimage.gaussian_filter(surface[i], _PSF_SIGMA_PX, mode="nearest", truncate=3.0)
+    blurs = [(i, psf.sigma_10m) for i in _BANDS_10M]
+    if psf.sigma_20m is not None:
+        blurs += [(i, 2.0 * psf.sigma_20m) for i in _BANDS_20M]
+    for i, sigma in blurs:
+        blurred = ndimage.gaussian_filter(surface[i], sigma, mode="nearest", truncate=_PSF_TRUNCATE)
         refl[i] = blurred[r0 - a0 : r0 - a0 + h]
     del surface
     refl *= 1.0 + 0.025 * land.maps["illum"][r0:r1]

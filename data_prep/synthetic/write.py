@@ -43,9 +43,11 @@ from data_prep.synthetic.osm_xml import build_osm_xml
 from data_prep.synthetic.spectra import (
     FarmMix,
     Palette,
+    Psf,
     add_sensor_noise,
     farm_mix,
     palette_for,
+    psf_for,
     resample_20m_bands,
     surface_reflectance,
 )
@@ -150,13 +152,19 @@ def generate_region(out_dir: Path, config: RegionConfig = _DEFAULT_CONFIG) -> Re
     - ``landcover.tif``: COG ``uint8[size, size]``, :data:`LANDCOVER_CLASSES`.
     - ``labels.osm``: OSM XML 0.6: mapped plants (closed ways and multipolygon relations),
       panel rows as generators, orphan generators, roads and land use. Unmapped farms are absent.
+      A preset plant is mapped by its fence, its footprint grown by a strip of a few metres
+      (the labels training rasterizes); rooftop plants are tagged ``location=roof``.
     - ``truth.gpkg``: layer ``farms``, every farm: farm_id, mapped, orphan, area_ha, n_blocks,
-      osm_kind, geometry (footprint in the scene CRS; the built part of a partly built farm).
+      osm_kind, geometry (footprint in the scene CRS: the panel array, without the fence strip
+      OSM maps; the built part of a partly built farm; the array of a rooftop plant).
     - ``lookalikes.gpkg`` (preset regions, or any region with partly built farms): layer
       ``lookalikes``, everything that is not solar but may look like it: kind (greenhouse,
-      dark_roof, industrial_roof, graded_land, unbuilt), farm_id (the farm it stands next
-      to or, when unbuilt, belongs to; -1: none), geometry. None of it is in the truth.
-    - ``region.json``: the config, counts, land-cover shares and the generator version.
+      dark_roof, industrial_roof, graded_land, unbuilt, roof), farm_id (the farm it stands
+      next to or, when unbuilt or a roof, belongs to; -1: none), geometry. None of it is in
+      the truth but the part of a ``roof`` under its plant's array.
+    - ``region.json``: the config, counts, land-cover shares and the generator version; with a
+      preset also the blur of the scene (``psf_sigma_px``, 10 m and 20 m bands, each in its
+      own pixels) and the count of rooftop plants.
 
     The same config gives byte-identical files.
 
@@ -206,7 +214,7 @@ def _generate(out: Path, config: RegionConfig) -> RegionFiles:
 
     files = RegionFiles.in_folder(out)
     tags = _scene_tags(config, grid)
-    look = _Look(farm_mix(farms), palette_for(config), make_haze(config, grid))
+    look = _Look(farm_mix(farms), palette_for(config), make_haze(config, grid), psf_for(config))
     scl = _write_scene(files, config, grid, land, look, sky, landcover, tags)
     _write_class_maps(files, grid, scl, landcover, tags)
     xml, osm_counts = build_osm_xml(config, grid, land, farms)
@@ -229,6 +237,11 @@ def _generate(out: Path, config: RegionConfig) -> RegionFiles:
         landcover_share,
         scl_share,
     )
+    if config.preset is not None:
+        summary["psf_sigma_px"] = {"10m": round(look.psf.sigma_10m, 4)}
+        if look.psf.sigma_20m is not None:
+            summary["psf_sigma_px"]["20m"] = round(look.psf.sigma_20m, 4)
+        summary["counts"]["rooftop"] = sum(f.roof is not None for f in farms)
     if with_lookalikes:
         kinds = [it.kind for it in lookalikes]
         summary["counts"]["lookalikes"] = {k: kinds.count(k) for k in sorted(set(kinds))}
@@ -300,11 +313,13 @@ def _class_shares(classes: NDArray[np.uint8], n: int) -> NDArray[np.float64]:
 
 @dataclass(frozen=True)
 class _Look:
-    """How the region looks: what the farms are made of, the end-members, the haze."""
+    """How the region looks: what the farms are made of, the end-members, the haze, the
+    instrument's blur."""
 
     farms: FarmMix
     palette: Palette
     haze: Haze | None
+    psf: Psf
 
 
 def _summary(
@@ -433,7 +448,7 @@ def _synthesise_strip(
 ) -> tuple[NDArray[np.uint16], NDArray[np.uint8]]:
     """DN ``[10, h, W]`` and SCL ``[h/2, W/2]`` of rows ``r0:r1``."""
     rows = slice(r0, r1)
-    refl = surface_reflectance(land, look.farms, r0, r1, look.palette)
+    refl = surface_reflectance(land, look.farms, r0, r1, look.palette, psf=look.psf)
     add_sensor_noise(config, refl, strip)
     if look.haze is not None:
         apply_haze(refl, look.haze, rows)

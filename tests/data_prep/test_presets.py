@@ -17,6 +17,7 @@ from rasterio.features import rasterize
 from data_prep.synthetic import RegionConfig, RegionFiles, generate_region
 from data_prep.synthetic.presets import (
     AT_BACKGROUND,
+    AT_PLANT_HA_MEDIAN,
     AT_SOLAR,
     IN_BACKGROUND,
     IN_SOLAR,
@@ -70,23 +71,42 @@ def clear_10m(files: RegionFiles) -> np.ndarray:
     return np.repeat(np.repeat(np.isin(scl, [4, 5, 6, 11]), 2, axis=0), 2, axis=1)
 
 
-def medians(files: RegionFiles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Median spectra of the solar pixels, of the land around the farms (vegetation and bare
-    soil 50 to 250 m from a fence, as the real chips frame a plant) and of the vegetation
-    there."""
-    refl = reflectance(files.scene)
-    lc = read1(files.landcover)
-    clear = clear_10m(files)
-    with open_raster(files.scene) as src:
-        transform = src.transform
-    farms = shapely.union_all(truth_of(files).geometry.to_numpy())
-    ring = farms.buffer(250.0).difference(farms.buffer(50.0))
-    near = rasterize([ring], out_shape=lc.shape, transform=transform) > 0
-    solar = np.median(refl[:, (lc == 7) & clear], axis=1)
-    background = np.median(refl[:, near & np.isin(lc, [1, 2]) & clear], axis=1)
-    veg = refl[:, near & (lc == 1) & clear]
-    vegetation = np.median(veg, axis=1) if veg.shape[1] >= 50 else np.full(len(BANDS), np.nan)
-    return solar, background, vegetation
+def roofs_of(files: RegionFiles) -> gpd.GeoDataFrame:
+    """The roofs under rooftop plants (look-alikes of kind ``roof``)."""
+    look = lookalikes_of(files)
+    return look[look["kind"] == "roof"]
+
+
+def medians(*regions: RegionFiles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median spectra, over the pixels of all ``regions``, of the solar pixels of ground-mounted
+    plants (as the real chips are; rooftop plants left out), of the land around the farms
+    (vegetation and bare soil 50 to 250 m from a fence, as the real chips frame a plant) and of
+    the vegetation there."""
+    solar, background, vegetation = [], [], []
+    for files in regions:
+        refl = reflectance(files.scene)
+        lc = read1(files.landcover)
+        clear = clear_10m(files)
+        with open_raster(files.scene) as src:
+            transform = src.transform
+        farms = shapely.union_all(truth_of(files).geometry.to_numpy())
+        ring = farms.buffer(250.0).difference(farms.buffer(50.0))
+        near = rasterize([ring], out_shape=lc.shape, transform=transform) > 0
+        roofs = roofs_of(files).geometry
+        on_roof = np.zeros(lc.shape, bool)
+        if len(roofs):
+            on_roof = (
+                rasterize(roofs, out_shape=lc.shape, transform=transform, all_touched=True) > 0
+            )
+        solar.append(refl[:, (lc == 7) & clear & ~on_roof])
+        background.append(refl[:, near & np.isin(lc, [1, 2]) & clear])
+        vegetation.append(refl[:, near & (lc == 1) & clear])
+    veg = np.concatenate(vegetation, axis=1)
+    return (
+        np.median(np.concatenate(solar, axis=1), axis=1),
+        np.median(np.concatenate(background, axis=1), axis=1),
+        np.median(veg, axis=1) if veg.shape[1] >= 50 else np.full(len(BANDS), np.nan),
+    )
 
 
 def rectangularity(geoms: gpd.GeoSeries) -> np.ndarray:
@@ -257,14 +277,19 @@ def test_panels_bluer_than_background_and_darker_than_vegetation(
     [("deccan", IN_SOLAR, IN_BACKGROUND), ("central-europe", AT_SOLAR, AT_BACKGROUND)],
 )
 def test_presets_near_the_measured_medians(
+    tmp_path: Path,
     regions: dict[str, RegionFiles],
     name: str,
     solar_measured: tuple[float, ...],
     background_measured: tuple[float, ...],
 ) -> None:
     """The medians the presets were drawn from come back, within the spread of one scene's
-    gain and haze (solar pixels) and of the land around the farms (background NIR and SWIR)."""
-    solar, background, _ = medians(regions[name])
+    gain and haze (solar pixels) and of the land around the farms (background NIR and SWIR).
+    Over three scenes, so that the draw of the ground under a few plants does not decide it."""
+    more = [
+        generate_region(tmp_path / str(seed), preset_config(name, seed=seed)) for seed in (4, 5)
+    ]
+    solar, background, _ = medians(regions[name], *more)
     assert np.allclose(solar, solar_measured, rtol=0.25), solar
     red_edge_to_swir = slice(BANDS.index("B05"), None)
     assert np.allclose(
@@ -293,6 +318,23 @@ def test_central_europe_ratios_within_real_austrian_chips(
     inside = (ratio >= lo) & (ratio <= hi)
     outside = dict(zip(np.array(BANDS)[~inside], ratio[~inside], strict=True))
     assert inside.all(), f"outside the real ratios: {outside}"
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_preset_scenes_draw_their_blur(regions: dict[str, RegionFiles], name: str) -> None:
+    """A preset scene's blur is drawn from the plausible range and recorded; the 20 m bands are
+    2 x 2 blocks on the 10 m grid, as in the real chips."""
+    summary = json.loads(regions[name].config.read_text())
+    sigma = summary["psf_sigma_px"]
+    assert 0.45 <= sigma["10m"] <= 0.7 and 0.45 <= sigma["20m"] <= 0.7
+    with open_raster(regions[name].scene) as src:
+        b8a = src.read(BANDS.index("B8A") + 1)
+    assert (b8a[:, 0::2] == b8a[:, 1::2]).all() and (b8a[0::2] == b8a[1::2]).all()
+
+
+def test_no_preset_records_no_blur(tmp_path: Path) -> None:
+    summary = json.loads(generate_region(tmp_path, RegionConfig(size=64)).config.read_text())
+    assert "psf_sigma_px" not in summary
 
 
 # --------------------------------------------------------------------------- shapes
@@ -360,6 +402,136 @@ def test_real_footprints_are_not_rectangles(tmp_path: Path, preset: str | None) 
     assert off_axis(angles).mean() > 0.3, angles
 
 
+# --------------------------------------------------------------------------- plants
+
+
+def osm_plants(files: RegionFiles) -> gpd.GeoDataFrame:
+    """The plants of ``labels.osm`` in the scene CRS."""
+    gdf = ox.features_from_xml(files.osm, tags={"power": "plant"})
+    if "location" not in gdf.columns:
+        gdf["location"] = None
+    return gdf.to_crs(read_vector(files.truth, layer="farms").crs)
+
+
+def fence_distances(outline: shapely.Geometry, footprint: shapely.Geometry) -> np.ndarray:
+    """Distance (m) from points every metre along the outer rings of an OSM ``outline`` to the
+    ``footprint``."""
+    rings = [shapely.segmentize(p.exterior, 1.0) for p in shapely.get_parts(outline)]
+    points = shapely.points(np.concatenate([shapely.get_coordinates(r) for r in rings]))
+    return shapely.distance(points, footprint)
+
+
+@pytest.mark.parametrize("name", ["central-europe", "deccan"])
+def test_osm_outline_is_the_footprint_and_the_fence_strip(
+    regions: dict[str, RegionFiles], name: str
+) -> None:
+    """OSM maps a preset plant by its fence: the footprint (the truth) grown by a strip in the
+    preset's range; partly built plants and rooftop plants aside."""
+    files = regions[name]
+    lo, hi = PRESETS[name].panels.fence_m
+    truth = truth_of(files)
+    look = lookalikes_of(files)
+    whole = truth[
+        ~truth["farm_id"].isin(look.loc[look["kind"].isin(["unbuilt", "roof"]), "farm_id"])
+    ]
+    plants = osm_plants(files)
+    checked = 0
+    for footprint in whole[whole["osm_kind"].isin(["way", "relation"])].geometry:
+        outline = plants.geometry[plants.intersects(footprint)].union_all()
+        assert footprint.difference(outline).area < 1.0  # the footprint is inside its outline
+        assert outline.area > footprint.area
+        gap = fence_distances(outline, footprint)
+        assert gap.min() > lo - 0.05, gap.min()
+        assert lo - 0.05 < np.median(gap) < hi + 0.05, np.median(gap)
+        checked += 1
+    assert checked >= 2
+
+
+def test_central_europe_plants_are_the_size_of_austrian_plants(tmp_path: Path) -> None:
+    """The OSM outlines of central-europe's ground-mounted plants have about the median of the
+    Austrian plants (within half of it either way), nearly all of 0.5 to 10 ha."""
+    cfg = RegionConfig(
+        seed=1,
+        size=512,
+        n_farms=40,
+        preset="central-europe",
+        cloud_fraction=0.0,
+        unmapped_fraction=0.0,
+        orphan_generator_fraction=0.0,
+    )
+    plants = osm_plants(generate_region(tmp_path, cfg))
+    ha = plants.loc[plants["location"] != "roof"].area.to_numpy() / 10_000.0
+    assert len(ha) >= 20
+    assert 0.5 * AT_PLANT_HA_MEDIAN < np.median(ha) < 1.5 * AT_PLANT_HA_MEDIAN, np.median(ha)
+    assert ((ha >= 0.5) & (ha <= 10.0)).mean() > 0.8, ha
+
+
+def test_central_europe_has_rooftop_plants_on_roofs(regions: dict[str, RegionFiles]) -> None:
+    """Rooftop plants are solar in the truth and in OSM (``location=roof``), an array on part
+    of a roof: land cover solar under the array, a roof (settlement) around it."""
+    files = regions["central-europe"]
+    truth = truth_of(files).set_index("farm_id")
+    roofs = roofs_of(files)
+    assert len(roofs) >= 1
+    lc = read1(files.landcover)
+    with open_raster(files.landcover) as src:
+        transform = src.transform
+    for row in roofs.itertuples():
+        array = truth.loc[row.farm_id].geometry
+        assert row.geometry.buffer(0.01).contains(array)
+        assert array.area < 0.95 * row.geometry.area
+        # The array is solar; the roof is settlement around it, nothing else.
+        under = rasterize([array.buffer(-5.0)], out_shape=lc.shape, transform=transform) > 0
+        if under.any():
+            assert (lc[under] == 7).mean() > 0.8
+        rest = rasterize([row.geometry], out_shape=lc.shape, transform=transform) > 0
+        rest &= ~(rasterize([array.buffer(5.0)], out_shape=lc.shape, transform=transform) > 0)
+        if rest.sum() >= 3:
+            assert (lc[rest] == 5).mean() > 0.6, (row.farm_id, np.unique(lc[rest]))
+    plants = osm_plants(files)
+    mapped = truth.loc[truth.index.isin(roofs["farm_id"]) & (truth["osm_kind"] != "none")]
+    on_roof = plants[plants["location"] == "roof"]
+    for geom in mapped[mapped["osm_kind"] != "generators"].geometry:
+        assert on_roof.intersects(geom).any()
+
+
+def test_preset_plants_fence_strip_is_rendered() -> None:
+    """The fence strip is covered like the ground between the rows: the fenced-ground layer
+    holds the footprint and the strip, its area that of the fence less holes and unbuilt
+    ground; many small plants keep no internal roads, and those that do keep narrow ones."""
+    from data_prep.synthetic.farms import place_farms, render_farms
+    from data_prep.synthetic.grid import Grid
+    from data_prep.synthetic.landscape import make_land
+
+    cfg = preset_config("deccan", size=384, n_farms=10)
+    grid = Grid.of(cfg)
+    land = make_land(cfg, grid)
+    farms = place_farms(cfg, grid, land)
+    render_farms(cfg, grid, land, farms)
+    fence, foot = land.maps["fence"], land.maps["foot"]
+    assert (fence >= foot - 1e-6).all()
+    want = 0.0
+    for f in farms:
+        assert f.fence is not None
+        g = f.fence
+        for cut in (f.hole, f.unbuilt):
+            if cut is not None:
+                g = g.difference(cut)
+        want += g.area
+    assert fence.sum() * 100.0 == pytest.approx(want, rel=0.02)
+    assert fence.sum() > 1.05 * foot.sum()
+
+    cfg = preset_config("central-europe", size=512, n_farms=40)
+    grid = Grid.of(cfg)
+    land = make_land(cfg, grid)
+    small = [f for f in place_farms(cfg, grid, land) if f.roof is None and f.area_ha < 5.0]
+    bare = [f for f in small if f.roads.is_empty]
+    assert len(bare) > 0.4 * len(small)
+    for f in small:
+        if not f.roads.is_empty:  # width: area over half the perimeter, of long thin roads
+            assert 2 * f.roads.area / f.roads.length < 3.6
+
+
 # --------------------------------------------------------------------------- look-alikes
 
 
@@ -376,8 +548,9 @@ def test_lookalikes_exist_and_lie_outside_the_truth(
         "industrial_roof",
         "graded_land",
         "unbuilt",
+        "roof",
     }
-    others = look[look["kind"] != "unbuilt"]
+    others = look[~look["kind"].isin(["unbuilt", "roof"])]
     assert len(others) >= 3
     solar = shapely.union_all(truth.geometry.to_numpy())
     assert not others.geometry.intersects(solar).any()
