@@ -57,13 +57,17 @@ VARIANTS: dict[str, list[str]] = {
 CHIP = 64  # the Austrian chips are 13-61 px a side: one chip size for every region
 
 
-def sm(*args: str) -> None:
-    """Run the solarmap CLI; a failure prints its error line and stops the benchmark."""
+def sm(*args: str, check: bool = True) -> None:
+    """Run the solarmap CLI; a failure prints its error line (and stops the benchmark when
+    ``check``)."""
     r = subprocess.run(
         [sys.executable, "-m", "solarmap", "-q", *args], capture_output=True, text=True
     )
     if r.returncode:
-        raise SystemExit(f"solarmap {' '.join(args[:3])}...: {r.stderr.strip()[-400:]}")
+        line = f"solarmap {' '.join(args[:3])}...: {r.stderr.strip()[-400:]}"
+        if check:
+            raise SystemExit(line)
+        print(line, flush=True)
 
 
 def prepare(scenes: list[Path], labels: Path, out: Path) -> Path:
@@ -180,7 +184,11 @@ def main() -> None:
                     "--out", str(ckpt), "--max-minutes", str(args.minutes), "--overwrite",
                     *small,
                     *VARIANTS[variant],
+                    check=False,
                 )  # fmt: skip
+                if not (ckpt / "model.safetensors").exists():
+                    print(f"{key}: training failed; left out", flush=True)
+                    continue
                 print(f"trained {key} in {time.perf_counter() - t:.0f} s", flush=True)
             row = results.setdefault(key, {})
             for test, scenes in tests.items():

@@ -631,21 +631,36 @@ def fit(
     return epoch, seen, clock.elapsed()
 
 
-def choose_threshold(model: nn.Module, ds: Chips, *, batch_size: int) -> float:
+def choose_threshold(
+    model: nn.Module, ds: Chips, *, batch_size: int, allow_zero: bool = False
+) -> float:
     """The threshold that maximises IoU on ``ds``.
 
+    When that is 0 (calling every pixel solar scores best, as for a weak ranking of chips
+    that are mostly solar), a U-Net is refused; with ``allow_zero`` (a spectral baseline,
+    which must always give a floor to compare with) the best threshold above 0 is taken, with
+    a warning.
+
     Raises:
-        InputError: when that threshold is 0 (the model calls every pixel solar), which no
-            checkpoint may hold.
+        InputError: when the best threshold is 0 and ``allow_zero`` is not set.
     """
     hist, _ = score(model, ds, batch_size=batch_size)
     threshold = hist.best_threshold(metric="iou")
-    if threshold <= 0.0:
+    if threshold > 0.0:
+        return threshold
+    if not allow_zero:
         raise InputError(
             "the best validation threshold is 0: the model calls every pixel solar; train "
             "longer (--resume with more --epochs) or check the labels"
         )
-    return threshold
+    iou = hist.curve()["iou"]
+    k = 1 + int(np.argmax(iou[1:]))
+    log.warning(
+        "calling every validation pixel solar scores best (IoU %.3f); the threshold is the "
+        "best above 0 instead, %.3f (IoU %.3f): this model barely ranks these pixels",
+        iou[0], hist.thresholds[k], iou[k],
+    )  # fmt: skip
+    return float(hist.thresholds[k])
 
 
 def measure(
@@ -939,7 +954,7 @@ def _train_spectral(
     model = build_model(model_cfg, mean=data.stats["mean"], std=data.stats["std"])
     fit_spectral(cast(SpectralNet, model), x, y)
     batch = cfg.batch_size * 2
-    threshold = choose_threshold(model, data.val, batch_size=batch)
+    threshold = choose_threshold(model, data.val, batch_size=batch, allow_zero=True)
     val = measure(model, data.val, threshold=threshold, batch_size=batch) or {}
     test = measure(model, test_split(data), threshold=threshold, batch_size=batch)
     seconds = time.perf_counter() - t0
