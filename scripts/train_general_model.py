@@ -134,7 +134,11 @@ def card(meta: dict[str, Any], transfer: dict[str, Any] | None) -> str:
         tests = sorted({t for row in transfer.values() for t in row})
         lines = [
             "Pixel ROC-AUC on test regions (rows: training set / model; `benchmarks/"
-            "bench_transfer.py`, every model trained only on its row's data):",
+            "bench_transfer.py`, every model trained only on its row's data). A row's own "
+            "region is in-region: `austria-a:*` for rows trained on half A, the `syn:*` "
+            "columns (other places of the same presets) for rows trained on synthetic "
+            "data. The shipped model is the row `synthetic+austria-a/unet`; `austria-b:*` "
+            "are real sites it never saw.",
             "",
             f"| train / model | {' | '.join(tests)} |",
             f"|---|{'---|' * len(tests)}",
@@ -154,6 +158,7 @@ def main() -> None:
     ap.add_argument("--variant", default="unet", choices=sorted(VARIANTS))
     ap.add_argument("--transfer", type=Path, help="transfer.json of bench_transfer.py")
     ap.add_argument("--checkpoint", type=Path, help="ship this synthetic+austria-a checkpoint")
+    ap.add_argument("--note", default="", help="a paragraph for the card (e.g. the generator)")
     args = ap.parse_args()
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
@@ -188,7 +193,8 @@ def main() -> None:
     )
     meta = json.loads((OUT / "checkpoint.json").read_text())
     transfer = json.loads(args.transfer.read_text()) if args.transfer else None
-    (OUT / "MODEL_CARD.md").write_text(card(meta, transfer), encoding="utf-8")
+    text = card(meta, transfer) + (f"\n## Note\n\n{args.note}\n" if args.note else "")
+    (OUT / "MODEL_CARD.md").write_text(text, encoding="utf-8")
     print(f"model card: {OUT / 'MODEL_CARD.md'}")
 
 

@@ -42,10 +42,10 @@ CASES: list[Case] = [
         lambda i, tmp: ["-q", "train", "--chips", str(i.chips), "--out", "OUT", "--epochs", "2.5"],
         ("--epochs",),
     ),
-    Case(
-        "usage-predict-no-checkpoint",
+    Case(  # without --checkpoint the shipped model is used: the scene is what is missing
+        "usage-predict-no-checkpoint-missing-scene",
         _argv("predict", "--scene", "s.tif", "--out", "OUT"),
-        ("--checkpoint",),
+        ("s.tif", "not found"),
     ),
     Case(
         "usage-predict-batch-text",
