@@ -23,7 +23,7 @@ from solarmap.geo import open_raster, read_vector
 from solarmap.model import Checkpoint, load_checkpoint
 from solarmap.ood import METADATA_KEY as OOD_KEY
 from solarmap.predict import PredictConfig, predict_scene
-from train.evaluate import PixelCounts, ProbabilityHistogram, evaluate_prediction, scores
+from train.evaluate import PixelCounts, ProbabilityHistogram, evaluate_prediction
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,8 @@ def score_region(
 
     Returns:
         ``roc_auc``, ``pr_auc``, ``iou`` (at the checkpoint's threshold), ``best_iou`` (and
-        ``best_threshold``), ``object_recall``, ``object_precision``, pixel counts.
+        ``best_threshold``), ``object_recall``, ``object_precision``, pixel counts ``tp``,
+        ``fp``, ``fn``.
     """
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     hist, counts = ProbabilityHistogram(), PixelCounts()
@@ -100,5 +101,4 @@ def score_region(
         "scenes": len(scenes),
         "ood_warnings": warned,
         **{k: px[k] for k in ("tp", "fp", "fn") if k in px},
-        "pixel": scores(px.get("tp", 0), px.get("fp", 0), px.get("fn", 0)),
     }

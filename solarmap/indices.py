@@ -98,8 +98,3 @@ def index_values(reflectance: torch.Tensor, names: Sequence[str]) -> torch.Tenso
     nd = (a - b) / (a + b)
     lr = torch.log(a) - torch.log(b)
     return torch.where(ratio[None, :, None, None], lr, nd)
-
-
-def feature_channels(norm: BandNorm, indices: Sequence[str]) -> int:
-    """How many channels :class:`BandFeatures` gives."""
-    return (0 if norm == "none" else len(BANDS)) + len(indices)

@@ -21,7 +21,7 @@ from torch import nn
 
 from solarmap.bands import BANDS
 from solarmap.errors import InputError
-from solarmap.indices import CHIP_STD_FLOOR, BandNorm, check_indices, feature_channels, index_values
+from solarmap.indices import CHIP_STD_FLOOR, BandNorm, check_indices, index_values
 
 #: The front layer's attribute name on a model.
 FRONT: str = "band_features"
@@ -52,16 +52,11 @@ class BandFeatures(nn.Module):
         if norm not in get_args(BandNorm):
             raise InputError(f"band normalisation {norm!r}: choose {', '.join(get_args(BandNorm))}")
         self.norm, self.indices = norm, check_indices(indices)
-        if feature_channels(norm, self.indices) == 0:
+        if norm == "none" and not self.indices:
             raise InputError("a model needs the bands or at least one index as input")
         shape = (1, len(BANDS), 1, 1)
         self.register_buffer("mean", torch.tensor(list(mean)).reshape(shape), persistent=False)
         self.register_buffer("std", torch.tensor(list(std)).reshape(shape), persistent=False)
-
-    def set_normalisation(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        """Use these per-band statistics (reflectance 0-1) to undo the input normalisation."""
-        self.mean.copy_(torch.tensor(list(mean)).reshape(self.mean.shape))
-        self.std.copy_(torch.tensor(list(std)).reshape(self.std.shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = []
@@ -101,12 +96,6 @@ def attach_front(model: nn.Module, front: BandFeatures) -> nn.Module:
     return model
 
 
-def front_of(model: nn.Module) -> BandFeatures | None:
-    """The model's front layer, or None for a bare network."""
-    front = getattr(model, FRONT, None)
-    return front if isinstance(front, BandFeatures) else None
-
-
 class SpectralNet(nn.Module):
     """The spectral baseline: indices → one logit per pixel (``Tensor[N, 1, H, W]``).
 
@@ -114,19 +103,15 @@ class SpectralNet(nn.Module):
     has the U-Net's input and output contract.
     """
 
+    #: The front layer (the input's indices), registered under the name :data:`FRONT`.
+    band_features: BandFeatures
+
     def __init__(self, front: BandFeatures) -> None:
         super().__init__()
         if front.norm != "none":
             raise InputError("a spectral model takes indices only (band normalisation none)")
-        self.add_module(FRONT, front)
+        self.band_features = front
         self.head = nn.Conv2d(len(front.indices), 1, kernel_size=1)
 
-    @property
-    def front(self) -> BandFeatures:
-        """The front layer (indices of the input)."""
-        front = getattr(self, FRONT)
-        assert isinstance(front, BandFeatures)  # set in __init__
-        return front
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.front(x))
+        return self.head(self.band_features(x))

@@ -891,12 +891,16 @@ def pixel_sample(ds: Chips, *, limit: int, seed: int) -> tuple[np.ndarray, np.nd
     return x_all.astype(np.float32), y_all
 
 
+def pixel_indices(reflectance: np.ndarray, names: Sequence[str]) -> torch.Tensor:
+    """``Tensor[K, n]`` indices ``names`` of pixels' reflectance ``float32[n, 10]``."""
+    return index_values(torch.from_numpy(reflectance.T[None, :, :, None]), names)[0, :, :, 0]
+
+
 def best_index(reflectance: np.ndarray, truth: np.ndarray) -> tuple[str, float]:
     """The normalized difference that ranks ``truth`` best, by ROC-AUC, oriented so that higher
     is more solar (``nd:A:B`` or ``nd:B:A``), and its AUC."""
     names = all_normalized_differences()
-    values = index_values(torch.from_numpy(reflectance.T[None, :, :, None]), names)[0, :, :, 0]
-    aucs = np.array([roc_auc(v, truth) for v in values.numpy()])
+    aucs = np.array([roc_auc(v, truth) for v in pixel_indices(reflectance, names).numpy()])
     k = int(np.nanargmax(np.abs(aucs - 0.5)))
     _, a, b = names[k].split(":")
     return (names[k], float(aucs[k])) if aucs[k] >= 0.5 else (f"nd:{b}:{a}", 1 - float(aucs[k]))
@@ -912,8 +916,7 @@ def fit_spectral(model: SpectralNet, reflectance: np.ndarray, truth: np.ndarray)
     """
     if not (truth == 1).any() or not (truth == 0).any():
         raise InputError("the training chips need solar and background pixels for a spectral model")
-    feats = index_values(torch.from_numpy(reflectance.T[None, :, :, None]), model.front.indices)
-    f = feats[0, :, :, 0].T.double()  # [n, K]
+    f = pixel_indices(reflectance, model.band_features.indices).T.double()  # [n, K]
     mu, sd = f.mean(0), f.std(0).clamp_min(1e-6)
     z, t = (f - mu) / sd, torch.from_numpy((truth == 1).astype(np.float64))
     # Balanced classes: solar pixels are a few percent of a region, and an unweighted fit puts
