@@ -5,7 +5,8 @@ training region, a held-out validation region and a test region per preset, each
 place), and the real Austrian chips of ``../shared/realdata`` split by site into two halves A
 and B, each scored on its single-date images and on its April-September median composites
 apart. Models (``--variants``): the U-Net with the defaults of ``solarmap train`` (``unet``),
-the U-Net with other input and augmentation choices, and the spectral baselines (``spectral``:
+the U-Net with other input and augmentation choices, the U-Net on a spectral prior (``prior``:
+``solarmap train --prior``), and the spectral baselines (``spectral``:
 logistic regression on six indices; ``index``: the best single normalized difference), each
 trained with the real CLI on a training set only and selected on held-out regions (the
 presets' validation regions, ``--val-chips``; an Austrian half alone on its own site-wise
@@ -51,6 +52,7 @@ VARIANTS: dict[str, list[str]] = {
         "ratio:B02:B03,nd:B02:B08,nd:B11:B08,nd:B05:B08,nd:B08:B04,nd:B11:B12",
         "--gain", "0.15", "--offset", "0.01", "--brightness", "0.2", "--haze", "0.03",
     ],
+    "prior": ["--prior"],
     "spectral": ["--model", "spectral"],
     "index": ["--model", "index"],
 }  # fmt: skip

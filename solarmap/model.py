@@ -19,7 +19,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, cast, get_args
 
 import solarmap
 from solarmap.bands import BANDS
@@ -102,6 +102,9 @@ class ModelConfig:
     kind: ModelKind = "unet"
     norm: BandNorm = "dataset"
     indices: tuple[str, ...] = ()
+    #: Indices of a spectral prior under the U-Net (:class:`~solarmap.networks.PriorUnet`):
+    #: a logistic regression on them is fitted first and frozen, the U-Net adds its logit.
+    prior: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in get_args(ModelKind):
@@ -114,6 +117,12 @@ class ModelConfig:
             raise InputError(f"indices {self.indices!r} are not a list of index names")
         if self.indices:
             check_indices(self.indices)
+        if not isinstance(self.prior, tuple):
+            raise InputError(f"prior {self.prior!r} is not a list of index names")
+        if self.prior:
+            check_indices(self.prior)
+            if self.kind != "unet":
+                raise InputError("a spectral prior goes under a U-Net (--model unet)")
         if self.kind == "spectral":
             if not self.indices:
                 raise InputError("a spectral model needs at least one index")
@@ -154,7 +163,8 @@ class ModelConfig:
     @property
     def plain(self) -> bool:
         """A bare smp U-Net on the normalised bands: no front layer (the original layout)."""
-        return self.kind == "unet" and self.norm == "dataset" and not self.indices
+        bare_input = self.norm == "dataset" and not self.indices
+        return self.kind == "unet" and bare_input and not self.prior
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
@@ -172,6 +182,10 @@ class ModelConfig:
         if not isinstance(indices, list | tuple):
             raise CheckpointError(f"indices {indices!r} is not a list of index names")
         kw["indices"] = tuple(indices)
+        prior = kw.get("prior", ())
+        if not isinstance(prior, list | tuple):
+            raise CheckpointError(f"prior {prior!r} is not a list of index names")
+        kw["prior"] = tuple(prior)
         return cls(**kw)
 
 
@@ -228,27 +242,34 @@ def build_model(
     Raises:
         InputError: on an unknown encoder or weights that cannot be had.
     """
-    from solarmap.networks import BandFeatures, SpectralNet, attach_front
+    from solarmap.networks import BandFeatures, PriorUnet, SpectralNet, attach_front
 
     cfg = config or ModelConfig()
     mean = list(mean) if mean is not None else [0.0] * cfg.in_channels
     std = list(std) if std is not None else [1.0] * cfg.in_channels
     if cfg.kind == "spectral":
         return SpectralNet(BandFeatures(mean, std, norm="none", indices=cfg.indices))
+    if cfg.prior:
+        unet = cast(PriorUnet, _build_unet(cfg, cls=PriorUnet))
+        front = None
+        if cfg.norm != "dataset" or cfg.indices:
+            front = BandFeatures(mean, std, norm=cfg.norm, indices=cfg.indices)
+        unet.set_prior(SpectralNet(BandFeatures(mean, std, norm="none", indices=cfg.prior)), front)
+        return unet
     model = _build_unet(cfg)
     if not cfg.plain:
         attach_front(model, BandFeatures(mean, std, norm=cfg.norm, indices=cfg.indices))
     return model
 
 
-def _build_unet(cfg: ModelConfig) -> nn.Module:
+def _build_unet(cfg: ModelConfig, *, cls: type[nn.Module] | None = None) -> nn.Module:
     import segmentation_models_pytorch as smp
     from torch import nn
 
     weights = cfg.encoder_weights
     local = weights is not None and Path(weights).suffix == ".safetensors"
     try:
-        model = smp.Unet(
+        model = cast(smp.Unet, cls or smp.Unet)(
             encoder_name=cfg.encoder,
             encoder_depth=cfg.encoder_depth,
             encoder_weights=None if local else weights,

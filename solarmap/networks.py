@@ -6,9 +6,12 @@ channels a network sees: the bands as normalised, or standardised per input wind
 indices (:mod:`solarmap.indices`). :func:`attach_front` puts it before an smp U-Net as a forward
 pre-hook, so the U-Net keeps its own module names (``decoder.blocks.0`` for Grad-CAM) and its
 weights their keys. :class:`SpectralNet` is the spectral baseline: the front layer and a per-pixel
-logistic regression (a 1x1 convolution).
+logistic regression (a 1x1 convolution). :class:`PriorUnet` is a U-Net on top of that baseline:
+its logit is the frozen spectral logit plus the U-Net's, so it starts as the spectral model and
+learns where spatial context corrects it.
 
-The module imports torch; :mod:`solarmap.model` imports it only when it builds a model.
+The module imports torch and segmentation-models-pytorch; :mod:`solarmap.model` imports it only
+when it builds a model.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, get_args
 
+import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
@@ -25,6 +29,8 @@ from solarmap.indices import CHIP_STD_FLOOR, BandNorm, check_indices, index_valu
 
 #: The front layer's attribute name on a model.
 FRONT: str = "band_features"
+#: The spectral prior's attribute name on a :class:`PriorUnet`.
+PRIOR: str = "spectral_prior"
 
 
 class BandFeatures(nn.Module):
@@ -115,3 +121,34 @@ class SpectralNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.band_features(x))
+
+
+class PriorUnet(smp.Unet):
+    """An smp U-Net whose logit is a residual on a spectral baseline's (``Tensor[N, 1, H, W]``).
+
+    The spectral prior (:class:`SpectralNet`, sub-module :data:`PRIOR`) is fitted before the
+    U-Net trains and then frozen; the segmentation head starts at zero, so the untrained model
+    is the spectral baseline. The U-Net's own module names and weight keys are those of a bare
+    smp U-Net; the prior adds ``spectral_prior.head.*``. A front layer, when the U-Net has one,
+    is the sub-module :data:`FRONT` and runs inside :meth:`forward` (not as a pre-hook: the prior
+    needs the input as given).
+    """
+
+    spectral_prior: SpectralNet
+
+    def set_prior(self, prior: SpectralNet, front: BandFeatures | None) -> None:
+        """Install the prior (frozen) and the U-Net's front layer, and zero the head."""
+        self.add_module(PRIOR, prior)
+        if front is not None:
+            self.add_module(FRONT, front)
+        for p in prior.parameters():
+            p.requires_grad_(False)
+        for m in self.segmentation_head.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.zeros_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        front = self._modules.get(FRONT)
+        return super().forward(x if front is None else front(x)) + self.spectral_prior(x)

@@ -58,7 +58,7 @@ from solarmap.errors import CheckpointError, InputError, OutputExistsError, Sola
 from solarmap.geo import atomic_path, live_writer, make_folder, output_dir, write_json
 from solarmap.indices import all_normalized_differences, index_values
 from solarmap.model import ModelConfig, build_model, check_encoder, save_checkpoint
-from solarmap.networks import SpectralNet
+from solarmap.networks import PriorUnet, SpectralNet
 from solarmap.ood import METADATA_KEY as OOD_STATS_KEY
 from solarmap.progress import make_progress
 from train.augment import Augment
@@ -819,6 +819,8 @@ def train(
             shutil.copytree(source, pending)  # a finished checkpoint: continue from a copy
         data = build_data(roots, cfg, val_roots=val_roots)
         parts = build_parts(cfg, data.stats)
+        if cfg.model.prior and not resume:  # a resumed run loads the fitted prior with its state
+            fit_prior(parts.model, data, cfg)
         record = TrainRecord.resume(pending, parts) if resume else TrainRecord()
         record.run = identity
         try:
@@ -826,7 +828,10 @@ def train(
             model, batch = parts.model, cfg.batch_size * 2
             if record.best_state is not None:
                 model.load_state_dict(record.best_state)
-            threshold = choose_threshold(model, data.val, batch_size=batch)
+            # a U-Net on a spectral prior may, like the prior alone, best call every pixel solar
+            threshold = choose_threshold(
+                model, data.val, batch_size=batch, allow_zero=bool(cfg.model.prior)
+            )
             val = measure(model, data.val, threshold=threshold, batch_size=batch) or {}
             test = measure(model, test_split(data), threshold=threshold, batch_size=batch)
             save_trained(
@@ -938,6 +943,19 @@ def fit_spectral(model: SpectralNet, reflectance: np.ndarray, truth: np.ndarray)
     weight = (w / sd).float().reshape(model.head.weight.shape)
     bias = (b - (w * mu / sd).sum()).float().reshape(1)
     model.head.load_state_dict({"weight": weight.detach(), "bias": bias.detach()})
+
+
+def fit_prior(model: nn.Module, data: TrainData, cfg: TrainConfig) -> None:
+    """Fit the spectral prior of a :class:`~solarmap.networks.PriorUnet` on the training
+    pixels (as a spectral model is fitted, :func:`fit_spectral`), in place, before the U-Net
+    trains on top of it."""
+    t0 = time.perf_counter()
+    x, y = pixel_sample(data.train, limit=SPECTRAL_PIXELS, seed=cfg.seed)
+    fit_spectral(cast(PriorUnet, model).spectral_prior, x, y)
+    log.info(
+        "fitted the spectral prior on %s in %.1f s",
+        ", ".join(cfg.model.prior), time.perf_counter() - t0,
+    )  # fmt: skip
 
 
 def _train_spectral(

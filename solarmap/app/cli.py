@@ -276,6 +276,13 @@ def train(
             "(standardised per window) or none (indices only)."
         ),
     ] = "dataset",
+    prior: Annotated[
+        bool,
+        typer.Option(
+            help="Put the U-Net on a spectral prior: the spectral baseline (six indices) is "
+            "fitted first and frozen, and the U-Net learns a correction to its logit."
+        ),
+    ] = False,
     augment: Annotated[
         bool, typer.Option(help="Spectral and geometric augmentation of training chips.")
     ] = True,
@@ -334,6 +341,8 @@ def train(
         raise InputError("--model index searches its one index; leave out --indices")
     if model_kind == "unet":
         check_encoder(encoder, what="--encoder")
+    elif prior:
+        raise InputError(f"--prior goes under a U-Net; --model {model_kind} has no U-Net")
     dec = _ints(decoder_channels, "--decoder-channels")
     if model_kind == "index":
         names = ("nd:B02:B03",)  # a stand-in: training searches the best one
@@ -348,6 +357,7 @@ def train(
             kind="unet" if model_kind == "unet" else "spectral",
             norm=norm,  # type: ignore[arg-type]
             indices=names,
+            prior=SPECTRAL_INDICES if prior else (),
         )
     except InputError as err:
         if "decoder" in str(err) or "encoder depth" in str(err):

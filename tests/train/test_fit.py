@@ -207,6 +207,32 @@ def test_spectral_model_fits_and_loads(prepared: Path, tmp_path: Path) -> None:
     assert set(meta["training_stats"]) >= {"mean", "std", "p02", "p98", "pixels"}
 
 
+def test_prior_unet_starts_as_its_prior_and_keeps_it_frozen(prepared: Path, tmp_path: Path) -> None:
+    """A U-Net on a spectral prior is, untrained, exactly its prior; after training the prior
+    is the spectral baseline fitted on the same pixels, unchanged by the U-Net's epochs."""
+    from solarmap.indices import SPECTRAL_INDICES
+    from solarmap.model import build_model
+    from solarmap.networks import PriorUnet
+
+    cfg = dataclasses.replace(TINY, prior=SPECTRAL_INDICES)
+    model = build_model(cfg, mean=[0.1] * 10, std=[0.05] * 10).eval()
+    assert isinstance(model, PriorUnet)
+    torch.nn.init.normal_(model.spectral_prior.head.weight)
+    x = torch.randn(2, 10, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), model.spectral_prior(x))
+    train(prepared, tmp_path / "pu", config=TrainConfig(model=cfg, epochs=2))
+    spec = TrainConfig(model=ModelConfig(kind="spectral", indices=SPECTRAL_INDICES))
+    train(prepared, tmp_path / "sp", config=spec)
+    pu, sp = load_checkpoint(tmp_path / "pu"), load_checkpoint(tmp_path / "sp")
+    assert pu.config.prior == SPECTRAL_INDICES and isinstance(pu.model, PriorUnet)
+    assert torch.allclose(pu.model.spectral_prior.head.weight, sp.model.head.weight)
+    assert torch.allclose(pu.model.spectral_prior.head.bias, sp.model.head.bias)
+    with torch.no_grad():  # and the U-Net's own part has learnt something on top
+        assert not torch.allclose(pu.model(x), pu.model.spectral_prior(x))
+    assert "decoder" in dict(pu.model.named_children())  # Grad-CAM's layers are where they were
+
+
 def test_index_model_searches_the_best_index(prepared: Path, tmp_path: Path) -> None:
     from train.evaluate import roc_auc
     from train.fit import SPECTRAL_PIXELS, best_index, pixel_sample

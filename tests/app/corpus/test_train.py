@@ -122,6 +122,11 @@ OTHER_CHIPS = {"epoch": 2, "run": {"data_fingerprint": "0" * 64}}
 
 CASES: list[Case] = [
     Case("train-bogus-model", _train("--model", "forest"), ("--model 'forest'", "unet")),
+    Case(
+        "train-prior-without-unet",
+        _train("--model", "spectral", "--prior"),
+        ("--prior", "--model spectral"),
+    ),
     Case("train-bogus-norm", _train("--norm", "scene2"), ("--norm 'scene2'", "chip")),
     Case("train-bogus-index", _train("--indices", "nd:B02"), ("--indices nd:B02", "nd:A:B")),
     Case("train-index-same-band", _train("--indices", "nd:B02:B02"), ("nd:B02:B02",)),
