@@ -150,9 +150,15 @@ def check_batch_size(batch_size: int) -> int:
 
 # --------------------------------------------------------------------------- baselines
 
-#: Named baselines: normalised zero reflectance, the median, a Gaussian blur of the window.
-BaselineName = Literal["zero", "median", "blur"]
-BASELINES: tuple[str, ...] = ("zero", "median", "blur")
+#: Named baselines: normalised zero reflectance, the median, a Gaussian blur of the window, and
+#: the context reference (the object replaced by the land cover around it, :func:`context_fill`).
+BaselineName = Literal["zero", "median", "blur", "context"]
+BASELINES: tuple[str, ...] = ("zero", "median", "blur", "context")
+#: The context reference: pixels within this distance of the target region are the object
+#: (its blurred edge, fence and the strip OSM maps around the panels), the ring beyond it, this
+#: wide, is the land cover the object is replaced by.
+CONTEXT_GAP_PX: float = 2.0
+CONTEXT_RING_PX: float = 6.0
 
 #: A baseline: one value for every band, one value per band (``Tensor[10]``), or a full window
 #: (``Tensor[10, H, W]`` or ``Tensor[1, 10, H, W]``), all in normalised model-input units.
@@ -166,7 +172,7 @@ def check_baseline_name(name: str) -> BaselineName:
         InputError: unless it is one of :data:`BASELINES`.
     """
     if name not in BASELINES:
-        raise InputError(f"unknown baseline {name!r}; choose zero, median or blur")
+        raise InputError(f"unknown baseline {name!r}; choose {', '.join(BASELINES)}")
     return name  # type: ignore[return-value]  # checked against BASELINES above
 
 
@@ -214,13 +220,15 @@ def make_baseline(
     zero_reflectance: torch.Tensor | None = None,
     scene_median: torch.Tensor | None = None,
     blur_sigma: float = 5.0,
+    region: np.ndarray | None = None,
 ) -> torch.Tensor:
     """The baseline image ``x′`` for a window, ``Tensor[1, B, H, W]``.
 
     ``"zero"`` is zero reflectance (``zero_reflectance``, ``−mean/std`` per band; the training
     mean when not given), ``"median"`` the per-band median (of the scene when given, else of the
     window), ``"blur"`` a Gaussian blur of the window (keeps each band's local level, removes
-    the texture).
+    the texture), ``"context"`` the window with the target ``region`` replaced by the land
+    cover around it (:func:`context_fill`).
 
     Args:
         x: ``Tensor[1, B, H, W]`` normalised window.
@@ -229,9 +237,11 @@ def make_baseline(
         zero_reflectance: ``Tensor[B]`` normalised value of reflectance 0 (``−mean/std``).
         scene_median: ``Tensor[B]`` normalised per-band median of the scene.
         blur_sigma: Gaussian standard deviation in pixels for ``"blur"``.
+        region: ``bool[H, W]`` target region, for ``"context"``.
 
     Raises:
-        InputError: for an unknown name or a tensor of the wrong shape.
+        InputError: for an unknown name or a tensor of the wrong shape, or ``"context"``
+            without a region or without land around it.
     """
     x = check_input(x)
     if isinstance(baseline, torch.Tensor):
@@ -265,20 +275,134 @@ def make_baseline(
         half = min(math.ceil(3 * blur_sigma), min(x.shape[-2:]) - 1)
         k = 2 * max(half, 0) + 1
         return gaussian_blur(x, kernel_size=[k, k], sigma=[blur_sigma, blur_sigma])
+    if baseline == "context":
+        if region is None:
+            raise InputError("the context baseline needs the target region")
+        return context_fill(x, region)
     raise InputError(f"unknown baseline {baseline!r}; choose zero, median, blur or give a tensor")
 
 
-def perturbation_baseline(
-    x: torch.Tensor, name: BaselineName, *, zero_reflectance: torch.Tensor
+def context_fill(
+    x: torch.Tensor,
+    region: np.ndarray,
+    *,
+    gap_px: float = CONTEXT_GAP_PX,
+    ring_px: float = CONTEXT_RING_PX,
 ) -> torch.Tensor:
-    """What perturbation methods replace removed pixels with: ``Tensor[10]`` per-band values
-    (zero reflectance, or the window's NaN-skipping median) or a blurred window
-    ``Tensor[1, 10, H, W]``.
+    """``x`` with the object removed: every pixel within ``gap_px`` of ``region`` set to the
+    per-band median of the valid pixels in the ring ``gap_px < d <= gap_px + ring_px`` around
+    it (the land cover the object stands on), the rest of the window as it is.
+
+    A counterfactual "the same place without the farm": the reference a context-reliance audit
+    compares with. A flat fill rather than pixels sampled from the ring, so the reference adds
+    no texture of its own.
 
     Raises:
-        InputError: for an unknown name.
+        InputError: for a region of the wrong shape or an empty one, or no valid pixel around
+            the object to take the land cover from (the window is all object: widen the margin).
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    x = check_input(x)
+    mask = np.asarray(region, dtype=bool)
+    if mask.shape != tuple(x.shape[-2:]) or not mask.any():
+        raise InputError(
+            f"context baseline: region of shape {mask.shape} for a window of "
+            f"{tuple(x.shape[-2:])}; give the target's non-empty region"
+        )
+    dist = distance_transform_edt(~mask)
+    obj = dist <= gap_px
+    valid = (x[0] != 0).any(dim=0).cpu().numpy()  # no-data reaches the model as 0 in every band
+    ring = (dist > gap_px) & (dist <= gap_px + ring_px) & valid
+    if not ring.any():
+        ring = ~obj & valid  # a thin window: whatever land the window holds
+    if not ring.any():
+        raise InputError(
+            "context baseline: no land around the target to replace it with; explain with a "
+            "wider --margin"
+        )
+    flat = x[0].reshape(x.shape[1], -1)
+    fill = flat[:, torch.from_numpy(ring.ravel())].median(dim=1).values
+    out = x.clone()
+    where = torch.from_numpy(obj).to(x.device)
+    out[0][:, where] = fill[:, None].to(x.dtype)
+    return out
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a baseline means to the model for one target: ``f(x)``, ``f(x′)`` and the share of
+    the score the explanation can account for, ``(f(x) − f(x′)) / |f(x)|``.
+
+    A reference is *non-solar* when the region under it scores clearly below the decision
+    threshold: its mean logit at most ``threshold_logit − margin``. Otherwise the explanation
+    only accounts for the difference between two solar-looking inputs (a blurred farm still
+    looks like a farm), and its sign may even flip.
+    """
+
+    f_x: float
+    f_reference: float
+    share: float
+    non_solar: bool
+    mean_logit: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "f_x": self.f_x,
+            "f_reference": self.f_reference,
+            "share": self.share,
+            "non_solar": self.non_solar,
+            "mean_logit": self.mean_logit,
+        }
+
+
+#: How far below the threshold logit a non-solar reference's mean logit lies, at least.
+REFERENCE_MARGIN: float = 1.0
+
+
+def reference_check(
+    f_x: float,
+    f_reference: float,
+    *,
+    n_pixels: int,
+    reduction: str,
+    threshold_logit: float,
+    margin: float = REFERENCE_MARGIN,
+) -> Reference:
+    """Judge a reference from the two values of ``f`` (no model pass: callers have them).
+
+    ``f`` sums (``reduction="sum"``) or averages the logits over ``n_pixels``.
+    """
+    mean = f_reference / n_pixels if reduction == "sum" else f_reference
+    share = (f_x - f_reference) / max(abs(f_x), 1e-12)
+    return Reference(
+        f_x=float(f_x),
+        f_reference=float(f_reference),
+        share=float(share),
+        non_solar=bool(mean <= threshold_logit - margin),
+        mean_logit=float(mean),
+    )
+
+
+def perturbation_baseline(
+    x: torch.Tensor,
+    name: BaselineName,
+    *,
+    zero_reflectance: torch.Tensor,
+    region: np.ndarray | None = None,
+) -> torch.Tensor:
+    """What perturbation methods replace removed pixels with: ``Tensor[10]`` per-band values
+    (zero reflectance, or the window's NaN-skipping median) or a full window
+    ``Tensor[1, 10, H, W]`` (blurred, or the context reference on the target ``region``).
+
+    Raises:
+        InputError: for an unknown name, or ``"context"`` without a usable region.
     """
     name = check_baseline_name(name)
+    if name == "context":
+        if region is None:
+            raise InputError("the context baseline needs the target region")
+        return context_fill(x, region)
     if name == "median":
         return torch.nanmedian(x[0].reshape(x.shape[1], -1), dim=1).values
     if name == "blur":
@@ -372,6 +496,7 @@ class MethodContext:
         segments: the window's superpixels ``int[H, W]``, computed once on first call.
         region_bbox: ``(row0, col0, row1, col1)`` of the target region in window pixels.
         shape: ``(H, W)`` of the window.
+        region: the target region itself.
     """
 
     settings: Settings
@@ -381,6 +506,8 @@ class MethodContext:
     segments: Callable[[], np.ndarray]
     region_bbox: tuple[int, int, int, int]
     shape: tuple[int, int]
+    #: ``bool[H, W]`` the target region (for the context baseline), when there is one.
+    region: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

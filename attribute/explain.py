@@ -19,6 +19,7 @@ written per target:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,12 +34,20 @@ from attribute.base import (
     BaselineName,
     MethodContext,
     Settings,
+    baseline_tensor,
     check_baseline_name,
     perturbation_baseline,
+    reference_check,
 )
 from attribute.reduce import band_importance, check_reductions, named_maps
 from attribute.registry import DEFAULT_METHODS, OPTIONS, REGISTRY, options_for, resolve_methods
-from attribute.targets import Target, TargetWindow, read_target, target_window
+from attribute.targets import (
+    Target,
+    TargetWindow,
+    probability_to_logit,
+    read_target,
+    target_window,
+)
 from solarmap.errors import InputError
 from solarmap.geo import output_dir, write_json, write_vector
 from solarmap.model import Checkpoint
@@ -63,8 +72,11 @@ class ExplainConfig:
     methods: tuple[str, ...] | str = DEFAULT_METHODS
     reductions: tuple[str, ...] = ("max_abs", "sum")
     margin_px: int = 32
-    #: What perturbation and superpixel methods put in place of what they remove.
-    baseline: BaselineName = "zero"
+    #: What perturbation and superpixel methods put in place of what they remove: the window's
+    #: per-band median, a land cover the model calls clearly non-solar (mean logit -5.2 to -6.5
+    #: on the demo's largest detections, benchmarks/bench_ig.py) that, unlike black (zero
+    #: reflectance), does not look like a dark panel where it fills a patch.
+    baseline: BaselineName = "median"
     reduction: Literal["sum", "mean"] = "sum"
     batch_size: int = 8
     top: int | None = None
@@ -208,13 +220,18 @@ def _explain_one(
     ctx = _method_context(tw, cfg, model, zero)
     results = _run_methods(t, tw, ctx, cfg)
     _write_target(root / f"target_{t.id}", t, tw, ctx, results, scene, checkpoint, cfg)
+    with torch.no_grad():
+        f_x = float(tw.f(tw.x))
     summary = {
         "id": t.id,
         "kind": t.kind,
         "folder": f"target_{t.id}",
         "window": [int(win.col_off), int(win.row_off), int(win.width), int(win.height)],
         "region_pixels": int(tw.f.region_numpy().sum()),
-        "f_x": float(tw.f(tw.x).detach()),
+        "f_x": f_x,
+        "references": _references(
+            t, tw, ctx, cfg, results, f_x=f_x, threshold=checkpoint.threshold
+        ),
         "costs": results.costs,
         "extra": _jsonable(results.extras),
         "maps": list(results.maps),
@@ -247,12 +264,58 @@ def _method_context(
     return MethodContext(
         settings=cfg.settings,
         model=model,
-        baseline=perturbation_baseline(tw.x, cfg.baseline, zero_reflectance=zero),
+        baseline=perturbation_baseline(tw.x, cfg.baseline, zero_reflectance=zero, region=region),
         zero=zero,
         segments=segments,
         region_bbox=(int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1),
         shape=(int(region.shape[0]), int(region.shape[1])),
+        region=region,
     )
+
+
+def _references(
+    t: Target,
+    tw: TargetWindow,
+    ctx: MethodContext,
+    cfg: ExplainConfig,
+    results: _TargetResults,
+    *,
+    f_x: float,
+    threshold: float,
+) -> dict[str, dict[str, Any]]:
+    """What each baseline used means to the model for this target (:func:`reference_check`):
+    the perturbation baseline of the perturbation and superpixel methods (one forward pass of
+    the whole window replaced), and Integrated Gradients' own (from its run). A reference
+    that is not clearly non-solar is warned about."""
+    judge = functools.partial(
+        reference_check,
+        n_pixels=tw.f.n_pixels,
+        reduction=tw.f.reduction,
+        threshold_logit=probability_to_logit(threshold),
+    )
+    out: dict[str, dict[str, Any]] = {}
+    users = [n for n in cfg.methods if REGISTRY[n].family in ("perturbation", "superpixel")]
+    if users:
+        with torch.no_grad():
+            f_ref = float(tw.f(baseline_tensor(ctx.baseline, tw.x)))
+        out["perturbation"] = {"baseline": cfg.baseline, "methods": users} | judge(
+            f_x, f_ref
+        ).to_dict()
+    ig = results.extras.get("integrated_gradients")
+    if ig is not None:
+        base = ig.get("baseline", cfg.options.get("ig_baseline"))
+        out["integrated_gradients"] = {"baseline": base} | judge(f_x, ig["f_baseline"]).to_dict()
+    for what, ref in out.items():
+        if not ref["non_solar"]:
+            flag = "--baseline" if what == "perturbation" else "--ig-baseline"
+            log.warning(
+                "target %s: the %s baseline of %s is not clearly non-solar (f(x') = %.4g "
+                "against f(x) = %.4g: the maps account for %.0f %% of the score); choose "
+                "another with %s",
+                t.id, ref["baseline"], what.replace("_", " "), ref["f_reference"], f_x,
+                100 * ref["share"], flag,
+            )  # fmt: skip
+    return out
 
 
 def _run_methods(

@@ -9,6 +9,7 @@ beside a raster (same stem).
 - :func:`detections_style`: predicted polygons graduated by ``mean_prob`` from the threshold to
   1, labelled and with a map tip giving area (ha) and probability;
 - :func:`chips_style`: the chip index categorized by ``split``;
+- :func:`audit_style`: the audit's detections categorized by ``flagged``, the verdict as map tip;
 - :func:`outline_style`: targets, labels and truth polygons drawn as outlines (points as rings);
 - :func:`superpixels_style`: superpixel polygons graduated on a diverging ramp by ``value``;
 - :func:`probability_style`: the probability COG, a sequential ramp 0–1 that steps at the
@@ -496,6 +497,47 @@ def detections_style(*, threshold: float, classes: int = 5) -> VectorStyle:
             labeling=_labeling(label),
             map_tip=map_tip,
             display_expression="concat('solar farm ', \"id\")",
+        )
+
+    return style
+
+
+def audit_style() -> VectorStyle:
+    """The audit's detection polygons (``audit.gpkg``): categorized by ``flagged`` (green: the
+    detection rests on the panels; red: a flag is raised), outlines strong, fill faint; the map
+    tip gives the verdict and the figures behind the flags."""
+    map_tip = (
+        '<b>Object [% "id" %]</b>: [% "verdict" %]<br>'
+        'Object alone keeps [% format_number("kept", 2) %] of its score; context alone raises '
+        '[% format_number("cue", 2) %]<br>'
+        'Mass share object / ring / context: [% format_number("share_object", 2) %] / '
+        '[% format_number("share_ring", 2) %] / [% format_number("share_context", 2) %]'
+    )
+    classes = ((0, "rests on the panels", "#1a9850"), (1, "flagged", "#d73027"))
+
+    def style(gdf: Any) -> str:
+        categories = _el("categories")
+        symbols = _el("symbols")
+        for i, (value, label, colour) in enumerate(classes):
+            categories.append(
+                _el("category", {"value": value, "symbol": i, "label": label, "render": "true"})
+            )
+            symbols.append(_fill(str(i), colour, colour, alpha=0.3, outline_width=0.6))
+        renderer = _el(
+            "renderer-v2",
+            {
+                "type": "categorizedSymbol",
+                "attr": "flagged",
+                "symbollevels": 0,
+                "enableorderby": 0,
+                "forceraster": 0,
+            },
+            categories,
+            symbols,
+            _el("source-symbol", None, _fill("0", "#999999", "#555555", alpha=0.3)),
+        )
+        return _vector_document(
+            renderer, geometry_type=2, map_tip=map_tip, display_expression='"verdict"'
         )
 
     return style

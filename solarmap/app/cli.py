@@ -11,6 +11,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -561,8 +562,12 @@ def _explain(
         str, typer.Option(help="10-band reductions: max_abs, mean_abs, l2, sum.")
     ] = "max_abs,sum",
     baseline: Annotated[
-        str, typer.Option(help="Perturbation baseline: zero (reflectance), median or blur.")
-    ] = "zero",
+        str,
+        typer.Option(
+            help="Perturbation baseline: median (the window's, per band), zero "
+            "(reflectance), blur or context (the object replaced by the land cover around it)."
+        ),
+    ] = "median",
     top: Annotated[int | None, typer.Option(help="Explain only the N largest objects.")] = None,
     margin: Annotated[int, typer.Option(help="Context around the target, pixels.")] = 32,
     batch_size: Annotated[int, typer.Option(help="Perturbations per forward pass.")] = 8,
@@ -649,6 +654,114 @@ def _explain_command() -> Callable[..., None]:
 app.command("explain", short_help="Attribution maps: why the model calls a target solar.")(
     _explain_command()
 )
+
+
+@app.command(short_help="Audit detections: do they rest on the panels or on what is beside them?")
+def audit(
+    scene: Annotated[Path, typer.Option(help="Scene: GeoTIFF, band folder or .SAFE.")],
+    out: Annotated[Path, typer.Option(help="Output folder to create.")],
+    explanation: Annotated[
+        Path | None, typer.Option(help="An explain run's folder (its objects are audited).")
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Or: predictions GPKG / polygon file to explain (default methods) first."
+        ),
+    ] = None,
+    checkpoint: CheckpointOption = None,
+    compare: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option(help="Two checkpoints to explain, audit and compare on --target."),
+    ] = None,
+    ids: Annotated[
+        str | None, typer.Option(help="Comma-separated object ids of the run (default: all).")
+    ] = None,
+    top: Annotated[int | None, typer.Option(help="With --target: the N largest objects.")] = 10,
+    ring_m: Annotated[float, typer.Option(help="Boundary ring width, metres.")] = 30.0,
+    map_name: Annotated[
+        str | None,
+        typer.Option("--map", help="The map the zone shares use (default: IG, occlusion...)."),
+    ] = None,
+    context_reliance: Annotated[
+        float,
+        typer.Option(
+            help="Flag when the object alone keeps < 1 - this of its score, or the "
+            "context alone raises >= this of it."
+        ),
+    ] = 0.5,
+    implausible_bands: Annotated[
+        float, typer.Option(help="Flag when bands that do not separate panels carry > this.")
+    ] = 0.5,
+    unfaithful_map: Annotated[
+        float,
+        typer.Option(help="Flag when deleting the map's top pixels drops < this x random."),
+    ] = 1.0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+) -> None:
+    """Audit explained detections for spurious cues: zone shares of the attribution mass
+    (object, boundary ring, context), band importance against the bands that separate panels,
+    counterfactuals with the model (the object alone; the context alone) and a deletion check
+    of the map, as flags and a verdict on each detection polygon (audit.gpkg) and a model-level
+    summary (audit.json)."""
+    from attribute.audit import AuditConfig, audit_run, compare_checkpoints, explain_and_audit
+    from attribute.targets import parse_targets
+    from data_prep.sentinel2 import open_scene
+    from solarmap.geo import check_output_dir, require_file
+    from solarmap.model import load_checkpoint
+
+    cfg = AuditConfig(
+        ring_m=ring_m,
+        map=map_name,
+        context_reliance=context_reliance,
+        implausible_bands=implausible_bands,
+        unfaithful_map=unfaithful_map,
+    )
+    if (explanation is None) == (target is None):
+        raise InputError("give --explanation (an explain run) or --target (to explain first)")
+    if compare is not None and (target is None or checkpoint is not None):
+        raise InputError(
+            "--compare explains --target with each of its two checkpoints; give "
+            "--target and leave out --checkpoint and --explanation"
+        )
+    picked = _ints(ids, "--ids") if ids else None
+    if picked is not None and explanation is None:
+        raise InputError("--ids picks objects of an explain run; give --explanation")
+    if target is not None:
+        require_file(target, "target file")
+    with open_scene(scene) as src:
+        if compare is not None:
+            check_output_dir(out, overwrite=overwrite, inputs=[scene, *compare])
+            cks = {_compare_name(p, i): load_checkpoint(p) for i, p in enumerate(compare)}
+            targets = parse_targets(target, scene_crs=src.info.crs, top=top)  # type: ignore[arg-type]
+            results = compare_checkpoints(src, cks, targets, out, config=cfg, overwrite=overwrite)
+            for name, res in results.items():
+                s = res.summary
+                typer.echo(
+                    f"{name}: {s['objects']} objects, flagged {s.get('flagged', 0):.0%}, "
+                    f"reliance {s.get('reliance', 0):.2f}"
+                )
+            _next(f"open {_q(out / 'compare.csv')}")
+            return
+        path = _checkpoint_or_shipped(checkpoint)
+        check_output_dir(out, overwrite=overwrite, inputs=[scene, path])
+        ck = load_checkpoint(path)
+        if explanation is not None:
+            res = audit_run(src, ck, explanation, out, config=cfg, ids=picked, overwrite=overwrite)
+        else:
+            targets = parse_targets(target, scene_crs=src.info.crs, top=top)  # type: ignore[arg-type]
+            res = explain_and_audit(src, ck, targets, out, config=cfg, overwrite=overwrite)
+    s = res.summary
+    typer.echo(f"audited {s['objects']} object(s) -> {res.out}; flagged {s.get('flagged', 0):.0%}")
+    for a in res.objects[:10]:
+        typer.echo(f"  object {a.id}: {a.verdict}")
+    _next(f"open {_q(res.out / 'audit.gpkg')} in QGIS")
+
+
+def _compare_name(path: Path, i: int) -> str:
+    """A folder name for a compared checkpoint: ``a_<name>`` / ``b_<name>``."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.resolve().name) or "checkpoint"
+    return f"{'ab'[i]}_{stem}"
 
 
 def main(argv: list[str] | None = None) -> int:

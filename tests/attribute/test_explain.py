@@ -123,7 +123,7 @@ def test_cli_explain_point_and_errors(tiny_checkpoint, tmp_path, capsys) -> None
     assert (ig["METHOD"], ig["REDUCTION"], ig["BASELINE"]) == (
         "integrated_gradients",
         "sum",
-        "blur",
+        "median",
     )
     gate = json.loads((tmp_path / "ok" / "target_0" / "target.json").read_text())["extra"]
     assert int(ig["STEPS"]) == gate["integrated_gradients"]["steps"]
@@ -181,7 +181,7 @@ def test_perturbation_and_superpixel_methods_write_tables_and_polygons(
         assert stated in caplog.text, name
     with rasterio.open(folder / "attribution.tif") as src:
         occ = src.tags(src.descriptions.index("occlusion") + 1)
-    assert (occ["METHOD"], occ["BASELINE"], occ["WINDOW"]) == ("occlusion", "zero", "8")
+    assert (occ["METHOD"], occ["BASELINE"], occ["WINDOW"]) == ("occlusion", "median", "8")
     table = (folder / "bands.csv").read_text()
     assert "group_ablation" in table and "swir" in table and "B12" in table
     for name in ("l_shapley", "kernel_shap"):
@@ -203,12 +203,26 @@ def test_baselines_reach_the_methods(
     with pytest.raises(InputError):
         ExplainConfig(options={"ig_baseline": "noise"})
     deltas = {}
-    for name in ("zero", "blur"):
+    for name in ("zero", "blur", "context"):
+        caplog.clear()
         cfg = ExplainConfig(methods=("integrated_gradients", "band_ablation"), baseline=name)
         with open_scene(path) as scene:
             res = explain_scene(scene, linear_checkpoint(), [target], tmp_path / name, config=cfg)
+        # what each baseline means to the model is recorded, and a solar-looking one warned of
+        refs = res.targets[0]["references"]
+        assert refs["perturbation"]["baseline"] == name
+        assert refs["perturbation"]["methods"] == ["band_ablation"]
+        assert refs["integrated_gradients"]["baseline"] == "median"
+        for what, ref in refs.items():
+            assert ref["f_x"] == pytest.approx(res.targets[0]["f_x"])
+            want = (ref["f_x"] - ref["f_reference"]) / abs(ref["f_x"])
+            assert ref["share"] == pytest.approx(want)
+            warned = f"baseline of {what.replace('_', ' ')} is not clearly non-solar"
+            assert (warned in caplog.text) == (not ref["non_solar"]), (name, what)
+        saved = json.loads((tmp_path / name / "target_2" / "target.json").read_text())
+        assert saved["references"] == refs
         extra = res.targets[0]["extra"]
-        assert extra["integrated_gradients"]["baseline"] == "blur"  # IG's own default
+        assert extra["integrated_gradients"]["baseline"] == "median"  # IG's own default
         assert extra["integrated_gradients"]["converged"]
         rows = json.loads((tmp_path / name / "target_2" / "bands.json").read_text())
         deltas[name] = [r["delta"] for r in rows if r["method"] == "band_ablation"]
@@ -217,6 +231,7 @@ def test_baselines_reach_the_methods(
         assert "integrated_gradients costs at most 326 forward + 324 backward" in caplog.text
         assert f"spent {spent['forward']} forward + {spent['backward']} backward" in caplog.text
     assert not np.allclose(deltas["zero"], deltas["blur"])  # the perturbation baseline counts
+    assert not np.allclose(deltas["zero"], deltas["context"])
 
 
 def test_every_method_explains_a_spectral_model(bright_scene, tmp_path: Path) -> None:

@@ -17,8 +17,9 @@ from solarmap.model import load_checkpoint
 
 @pytest.mark.parametrize(
     "baseline",
-    # The zero baseline is far from the scene: 36–108 midpoint steps and a few minutes here.
-    ["blur", pytest.param("zero", marks=pytest.mark.slow)],
+    # The default, the median, converges in a median of 12 midpoint steps on the demo; zero
+    # reflectance needs 36-108 and a few minutes here.
+    ["median", pytest.param("zero", marks=pytest.mark.slow)],
 )
 def test_ig_completeness_holds_within_the_gate_on_a_trained_unet(
     trained_unet: tuple[Path, Path, Path], baseline: str

@@ -227,3 +227,54 @@ def test_gate_reports_not_converged_honestly(
     errors = [h["error"] for h in ex["completeness_history"]]
     assert errors[-1] < errors[0]  # more steps still help
     assert a.cost == cost_integrated_gradients(steps=4, max_steps=16, rule="left") == Cost(17, 17)
+
+
+def test_context_baseline_replaces_the_object_by_the_land_around_it(
+    window_input: torch.Tensor,
+) -> None:
+    from scipy.ndimage import distance_transform_edt
+
+    from attribute.base import CONTEXT_GAP_PX, CONTEXT_RING_PX, context_fill
+
+    x = window_input.clone()
+    region = np.zeros((64, 64), dtype=bool)
+    region[20:40, 24:44] = True
+    x[0][:, torch.from_numpy(region)] += 5.0  # a bright object
+    x[0, :, :, 60:] = 0.0  # no-data at the right edge: never taken as land cover
+    ref = make_baseline(x, "context", region=region)
+    d = distance_transform_edt(~region)
+    obj, ring = d <= CONTEXT_GAP_PX, (d > CONTEXT_GAP_PX) & (d <= CONTEXT_GAP_PX + CONTEXT_RING_PX)
+    want = np.median(x[0].numpy()[:, ring], axis=1)
+    got = ref[0].numpy()[:, obj]
+    np.testing.assert_allclose(got, np.repeat(want[:, None], obj.sum(), axis=1), atol=0.05)
+    assert torch.equal(ref[0][:, torch.from_numpy(~obj)], x[0][:, torch.from_numpy(~obj)])
+    assert (
+        float(ref[0][:, torch.from_numpy(region)].mean())
+        < float(x[0][:, torch.from_numpy(region)].mean()) - 4
+    )
+    # an object touching no-data takes its fill from valid land only
+    edge = np.zeros((64, 64), dtype=bool)
+    edge[10:20, 50:60] = True
+    fill = context_fill(x, edge)[0, :, 15, 55]
+    assert torch.all(fill != 0)
+    with pytest.raises(InputError, match="region"):
+        make_baseline(x, "context")
+    with pytest.raises(InputError, match="wider --margin"):
+        make_baseline(x, "context", region=np.ones((64, 64), dtype=bool))
+
+
+def test_reference_check_tells_a_solar_reference_from_a_non_solar_one() -> None:
+    from attribute.base import reference_check
+
+    # the demo detections: a blurred farm still looks like a farm
+    blur = reference_check(21853.0, 20227.0, n_pixels=1000, reduction="sum", threshold_logit=0.0)
+    assert not blur.non_solar and blur.share == pytest.approx(0.0744, abs=1e-3)
+    flipped = reference_check(21731.0, 28217.0, n_pixels=1000, reduction="sum", threshold_logit=0.0)
+    assert not flipped.non_solar and flipped.share < 0  # the explanation's sign flips
+    zero = reference_check(21853.0, -40298.0, n_pixels=1000, reduction="sum", threshold_logit=0.0)
+    assert zero.non_solar and zero.share == pytest.approx(2.844, abs=1e-3)
+    assert zero.mean_logit == pytest.approx(-40.298)
+    # just under the threshold is not "clearly" non-solar; a mean target is judged as it is
+    near = reference_check(5.0, -0.5, n_pixels=1, reduction="mean", threshold_logit=0.0)
+    assert not near.non_solar
+    assert reference_check(5.0, -1.5, n_pixels=9, reduction="mean", threshold_logit=0.0).non_solar
