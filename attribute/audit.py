@@ -8,11 +8,11 @@ with the run's attribution maps and with the model itself:
   that share over the zone's share of the window's valid area (its *density*: 1 is uniform);
 - **bands**: the band and band-group importance of the run's band table, and the share of it
   carried by bands that do not separate panels from ground (:data:`NON_SEPARATING`);
-- **counterfactuals** (a few forward passes): the object alone, with everything beyond the ring
-  replaced by neutral land (the window of the scene elsewhere where the model sees the least
-  solar, :class:`NeutralScene`), and the converse, the ring and context kept with the object
-  replaced by that land; the mean solar probability over the object in each, against the
-  original's;
+- **counterfactuals** (a few forward passes, on neutral land: the windows of the scene
+  elsewhere where the model sees the least solar, :class:`NeutralScene`): the object with its
+  ring, everything beyond replaced (``kept``); the bare object, ring and context replaced
+  (``kept_bare``); and the converse, the ring and context kept with the object replaced
+  (``cue``); each the mean solar probability over the object relative to the original's;
 - **faithfulness of the map**: deleting the map's most attributed pixels (``delete_fraction`` of
   the valid pixels, replaced by the neutral land) against deleting as many random ones.
 
@@ -21,8 +21,10 @@ attributes on the detection polygons (``audit.gpkg``, filterable in QGIS) and su
 model (``audit.json``: flagged share by area bin, zone shares, band-group importance,
 counterfactuals), so two checkpoints can be compared side by side:
 
-- ``context_reliance``: the object alone keeps less than ``1 - context_reliance`` of its
-  probability, or the context alone raises at least ``context_reliance`` of it;
+- ``context_reliance``: the bare object keeps less than ``1 - context_reliance`` of its
+  probability, or its ring and context alone raise at least ``context_reliance`` of it
+  (:func:`reliance`); the verdict says whether the ring carries it (the object with its ring
+  keeps the score) or the land beyond;
 - ``implausible_bands``: more than ``implausible_bands`` of the band importance lies in bands
   that do not separate panels;
 - ``unfaithful_map``: deleting the map's top pixels drops the probability less than
@@ -45,6 +47,8 @@ import rasterio
 import torch
 from scipy.ndimage import distance_transform_edt
 
+from attribute.faithfulness import Curves, curves, plot_curves
+from attribute.faithfulness import summarise as faithfulness_rows
 from attribute.targets import region_from_polygon
 from solarmap.bands import BAND_GROUPS, BANDS
 from solarmap.errors import InputError
@@ -87,6 +91,10 @@ class AuditConfig:
     unfaithful_map: float = 1.0
     delete_fraction: float = 0.2
     random_draws: int = 4
+    #: Also the deletion and insertion curves of every method's map (:mod:`faithfulness`):
+    #: 1 + 2 x (steps + 1) x (1 + random orders) forward passes per map and object.
+    faithfulness: bool = False
+    faithfulness_steps: int = 10
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -105,6 +113,8 @@ class AuditConfig:
             raise InputError(f"--delete-fraction {self.delete_fraction}: give a share in (0, 1)")
         if not (isinstance(self.random_draws, int) and 1 <= self.random_draws <= 100):
             raise InputError(f"--random-draws {self.random_draws}: give 1 to 100")
+        if not (isinstance(self.faithfulness_steps, int) and 2 <= self.faithfulness_steps <= 200):
+            raise InputError(f"--faithfulness-steps {self.faithfulness_steps}: give 2 to 200")
 
 
 # ------------------------------------------------------------------------------------ zones
@@ -305,22 +315,27 @@ def counterfactuals(
     ok = torch.from_numpy(valid)
     beyond = torch.from_numpy(z == 2) & ok
     obj = torch.from_numpy(z == 0) & ok
+    around = torch.from_numpy(z != 0) & ok
     inputs = [x[0]]
     for land in neutral:
         fill = land.to(x.dtype)
         alone = x[0].clone()
         alone[:, beyond] = fill[:, beyond]
+        bare = x[0].clone()
+        bare[:, around] = fill[:, around]
         context = x[0].clone()
         context[:, obj] = fill[:, obj]
-        inputs += [alone, context]
+        inputs += [alone, bare, context]
     p = _probability(model, torch.stack(inputs), region)
-    p_alone, p_ctx = float(p[1::2].mean()), float(p[2::2].mean())
+    p_alone, p_bare, p_ctx = (float(p[k::3].mean()) for k in (1, 2, 3))
     scale = max(float(p[0]), 1e-6)
     return {
         "p_object": float(p[0]),
         "p_object_alone": p_alone,
+        "p_object_bare": p_bare,
         "p_context_only": p_ctx,
         "kept": float(np.clip(p_alone / scale, 0, 1)),
+        "kept_bare": float(np.clip(p_bare / scale, 0, 1)),
         "cue": float(np.clip(p_ctx / scale, 0, 1)),
     }
 
@@ -399,27 +414,31 @@ def _finite(v: float) -> float | None:
     return round(v, 6) if math.isfinite(v) else None
 
 
+def reliance(cf: Mapping[str, float]) -> float:
+    """How much a detection rests on what surrounds it: ``max(1 - kept_bare, cue)``, the score
+    lost when the ring and the context are replaced by neutral land, or the score the ring and
+    context raise without the object, both relative to the object's score."""
+    return max(1 - cf["kept_bare"], cf["cue"])
+
+
 def judge(
     cf: Mapping[str, float],
     bands: Mapping[str, Any],
     deletion: Mapping[str, float],
-    shares: Mapping[str, float],
     cfg: AuditConfig,
 ) -> tuple[dict[str, bool], str]:
     """The flags of one object and its verdict, a sentence a reviewer can act on."""
-    reliance = max(1 - cf["kept"], cf["cue"])
     flags = {
-        "context_reliance": bool(reliance >= cfg.context_reliance),
+        "context_reliance": bool(reliance(cf) >= cfg.context_reliance),
         "implausible_bands": bool(bands and bands["non_separating"] > cfg.implausible_bands),
         "unfaithful_map": bool(deletion["ratio"] < cfg.unfaithful_map),
     }
     if flags["context_reliance"]:
-        where = (
-            "the ring beside it"
-            if shares["density_ring"] >= shares["density_context"]
-            else ("the land around it")
+        # the ring alone (the land beyond it neutral) gives the score back: the ring carries it
+        ring = cf["kept"] > 1 - cfg.context_reliance
+        verdict = (
+            f"rests on {'the ring beside it' if ring else 'the land around it'}, not on the panels"
         )
-        verdict = f"rests on {where}, not on the panels"
     elif flags["implausible_bands"]:
         verdict = f"rests on bands that do not separate panels ({bands['dominant_band']} leads)"
     else:
@@ -515,8 +534,9 @@ def audit_object(
     checkpoint: Checkpoint,
     neutral_scene: NeutralScene,
     cfg: AuditConfig,
-) -> ObjectAudit:
-    """Audit one explained object (see the module docstring)."""
+) -> tuple[ObjectAudit, dict[str, Curves]]:
+    """Audit one explained object (see the module docstring); also the deletion and insertion
+    curves of each method's map (:func:`faithfulness_maps`)."""
     refl, valid = read_padded(scene, obj.window)
     x = checkpoint.normalise(torch.from_numpy(refl)[None])
     shape = (int(obj.window.height), int(obj.window.width))
@@ -535,12 +555,30 @@ def audit_object(
         model, x, values, z, valid, neutral[0],
         fraction=cfg.delete_fraction, draws=cfg.random_draws, seed=cfg.seed,
     )  # fmt: skip
-    flags, verdict = judge(cf, bands, deletion, shares, cfg)
+    flags, verdict = judge(cf, bands, deletion, cfg)
+    median = torch.from_numpy(neutral_scene.median())[None, :, None, None]
+    fill = checkpoint.normalise(median)[0, :, 0, 0]
+    faithful = {}
+    if cfg.faithfulness:
+        faithful = {
+            m: curves(
+                model,
+                x,
+                obj.maps[m],
+                z == 0,
+                valid,
+                fill="median",
+                median=fill,
+                steps=cfg.faithfulness_steps,
+                seed=cfg.seed,
+            )
+            for m in faithfulness_maps(obj.maps)
+        }
     pixel_m2 = abs(obj.transform.a * obj.transform.e - obj.transform.b * obj.transform.d)
     area_ha = float(obj.geom.area) / 1e4 if hasattr(obj.geom, "area") else 0.0
     if area_ha <= 0:
         area_ha = float((z == 0).sum()) * pixel_m2 / 1e4
-    return ObjectAudit(
+    audit = ObjectAudit(
         id=obj.id,
         area_ha=area_ha,
         map=name,
@@ -551,12 +589,24 @@ def audit_object(
         flags=flags,
         verdict=verdict,
     )
+    return audit, faithful
+
+
+def faithfulness_maps(maps: Mapping[str, np.ndarray]) -> list[str]:
+    """One map per method of a run for the deletion and insertion curves: its signed ``sum``
+    reduction where it has one (positive values are evidence for solar), else its first."""
+    out: dict[str, str] = {}
+    for name in maps:
+        method = name.split(":")[0]
+        if method not in out or name.endswith(":sum"):
+            out[method] = name
+    return list(out.values())
 
 
 def summarise(audits: Sequence[ObjectAudit]) -> dict[str, Any]:
     """What the model relies on overall: the flagged share (by flag and area bin), mean zone
     shares, band-group importance and counterfactuals, and ``reliance``: the mean over objects
-    of ``max(1 - kept, cue)``, the model-level context-reliance score."""
+    of :func:`reliance`, the model-level context-reliance score."""
     if not audits:
         return {"objects": 0}
     edges = (0.0, *AREA_BINS_HA, math.inf)
@@ -581,9 +631,7 @@ def summarise(audits: Sequence[ObjectAudit]) -> dict[str, Any]:
         "counterfactual": {
             k: mean([a.counterfactual[k] for a in audits]) for k in audits[0].counterfactual
         },
-        "reliance": mean(
-            [max(1 - a.counterfactual["kept"], a.counterfactual["cue"]) for a in audits]
-        ),
+        "reliance": mean([reliance(a.counterfactual) for a in audits]),
     }
 
 
@@ -636,8 +684,15 @@ def audit_run(
         _pick_map(obj.maps, cfg.map)
     checkpoint.freeze()
     neutral = NeutralScene(scene, checkpoint, seed=cfg.seed)
-    audits = [audit_object(o, scene, checkpoint, neutral, cfg) for o in track(objects, "auditing")]
+    done = [audit_object(o, scene, checkpoint, neutral, cfg) for o in track(objects, "auditing")]
+    audits = [a for a, _ in done]
+    by_map: dict[str, list[Curves]] = {}
+    for _, faithful in done:
+        for m, c in faithful.items():
+            by_map.setdefault(m, []).append(c)
+    faithfulness = faithfulness_rows(by_map)
     summary = summarise(audits)
+    summary["faithfulness"] = faithfulness
     record = {
         "config": asdict(cfg),
         "scene": str(scene.info.source),
@@ -651,8 +706,17 @@ def audit_run(
     gdf = gpd.GeoDataFrame(rows, geometry="geometry", crs=scene.info.crs)
 
     def write(folder: Path) -> None:
+        import csv
+
         write_vector(gdf, folder / "audit.gpkg", layer="audit", style=audit_style())
         write_json(folder / "audit.json", _jsonable(record))
+        if faithfulness:
+            with (folder / "faithfulness.csv").open("w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=list(faithfulness[0]))
+                w.writeheader()
+                w.writerows(_jsonable(faithfulness))
+        for m, cs in by_map.items():
+            plot_curves(folder / f"faithfulness_{m.replace(':', '_')}.png", m, cs)
 
     if explained_here:
         write(Path(out))

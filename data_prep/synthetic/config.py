@@ -85,6 +85,8 @@ class RegionConfig:
         nodata_fraction: Share of the scene in a no-data strip at the west or east edge.
         spurious: Plant a bright pad (``"pad"``) or snow (``"snow"``) around every OSM-mapped
             farm, a shortcut a model may learn instead of the panels.
+        spurious_width: Mean width of that cue's ring around the fence, metres (each farm's
+            drawn between 2/3 and 4/3 of it).
         snow: Add snow patches to the landscape (land cover, SCL 11).
         preset: A climate and landscape preset (:data:`~data_prep.synthetic.presets.PRESETS`:
             deccan, central-europe, alpine, desert, rice-paddy): its land cover, spectra,
@@ -107,6 +109,7 @@ class RegionConfig:
     cloud_fraction: float = 0.03
     nodata_fraction: float = 0.02
     spurious: SpuriousCue = "none"
+    spurious_width: float = 30.0
     snow: bool = False
     preset: PresetName | None = None
     footprints: str | None = None
@@ -157,6 +160,15 @@ class RegionConfig:
             raise RegionConfigError(
                 "spurious", self.spurious, f"choose one of {', '.join(get_args(SpuriousCue))}"
             )
+        if not (
+            isinstance(self.spurious_width, int | float)
+            and not isinstance(self.spurious_width, bool)
+            and math.isfinite(self.spurious_width)
+            and 5 <= self.spurious_width <= 200
+        ):
+            raise RegionConfigError(
+                "spurious_width", self.spurious_width, "give a width of 5 to 200 metres"
+            )
         if not isinstance(self.snow, bool):
             raise RegionConfigError("snow", self.snow, "give true or false")
         return crs
@@ -173,6 +185,7 @@ class RegionConfig:
         if self.n_farms is not None:
             object.__setattr__(self, "n_farms", int(self.n_farms))
         for name in (
+            "spurious_width",
             "unmapped_fraction",
             "orphan_generator_fraction",
             "cloud_fraction",

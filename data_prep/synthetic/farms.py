@@ -979,11 +979,13 @@ def render_farms(config: RegionConfig, grid: Grid, land: Land, farms: list[Farm]
 
 
 def _spurious_ring(config: RegionConfig, f: Farm) -> BaseGeometry | None:
-    """The spurious cue of a mapped farm, if the config asks for one: a ring of 20 to 40 m
-    around the fence (not the hole), a concrete apron or a snow bank."""
+    """The spurious cue of a mapped farm, if the config asks for one: a ring of 2/3 to 4/3 of
+    ``spurious_width`` (20 to 40 m by default) around the fence (not the hole), a concrete
+    apron or a snow bank."""
     if not f.mapped or config.spurious == "none":
         return None
-    pad_w = float(rng_for(config, "farms", 2, f.index).uniform(20.0, 40.0))
+    w = float(config.spurious_width)
+    pad_w = float(rng_for(config, "farms", 2, f.index).uniform(2 * w / 3, 4 * w / 3))
     fence = f.fence if f.fence is not None else f.outer
     return fence.buffer(pad_w, join_style="mitre").difference(fence)
 

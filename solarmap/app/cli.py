@@ -115,6 +115,7 @@ _DEMO_DATA_OPTIONS = {
     "seed": "--seed",
     "size": "--size",
     "spurious": "--spurious",
+    "spurious_width": "--spurious-width",
     "snow": "--snow",
     "unmapped_fraction": "--unmapped-fraction",
     "preset": "--preset",
@@ -130,6 +131,9 @@ def demo_data(
     spurious: Annotated[
         str, typer.Option(help="Plant a cue beside every labelled farm: none, pad or snow.")
     ] = "none",
+    spurious_width: Annotated[
+        float, typer.Option(help="Mean width of that cue's ring, metres (each 2/3 to 4/3 of it).")
+    ] = 30.0,
     snow: Annotated[bool, typer.Option(help="Add snow patches to the landscape.")] = False,
     unmapped_fraction: Annotated[float, typer.Option(help="Share of farms left out of OSM.")] = 0.2,
     preset: Annotated[
@@ -157,6 +161,7 @@ def demo_data(
             seed=seed,
             size=size,
             spurious=spurious,  # type: ignore[arg-type]
+            spurious_width=spurious_width,
             snow=snow,
             unmapped_fraction=unmapped_fraction,
             preset=preset,  # type: ignore[arg-type]
@@ -686,8 +691,8 @@ def audit(
     context_reliance: Annotated[
         float,
         typer.Option(
-            help="Flag when the object alone keeps < 1 - this of its score, or the "
-            "context alone raises >= this of it."
+            help="Flag when the bare object keeps < 1 - this of its score, or its ring and "
+            "context alone raise >= this of it."
         ),
     ] = 0.5,
     implausible_bands: Annotated[
@@ -697,6 +702,14 @@ def audit(
         float,
         typer.Option(help="Flag when deleting the map's top pixels drops < this x random."),
     ] = 1.0,
+    faithfulness: Annotated[
+        bool,
+        typer.Option(
+            help="Also deletion and insertion curves of every method's map against random "
+            "orders (faithfulness.csv and a PNG per map; about 70 forward passes per map and "
+            "object)."
+        ),
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
 ) -> None:
     """Audit explained detections for spurious cues: zone shares of the attribution mass
@@ -716,6 +729,7 @@ def audit(
         context_reliance=context_reliance,
         implausible_bands=implausible_bands,
         unfaithful_map=unfaithful_map,
+        faithfulness=faithfulness,
     )
     if (explanation is None) == (target is None):
         raise InputError("give --explanation (an explain run) or --target (to explain first)")

@@ -64,12 +64,25 @@ class RedModel(nn.Module):
         return 200 * (x[:, B04 : B04 + 1] - 0.06)
 
 
-def checkpoint(model: nn.Module, bands: tuple[str, ...] = BANDS) -> Checkpoint:
+class CentredPanelModel(nn.Module):
+    """:class:`PanelModel` on inputs centred on vegetation (normalised 0 is vegetation)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 40 * (-0.085 - x[:, B08 : B08 + 1])
+
+
+#: The vegetation spectrum of the test scene (tests.conftest.write_float_scene).
+VEGETATION = [0.03, 0.06, 0.04, 0.10, 0.25, 0.32, 0.35, 0.37, 0.22, 0.11]
+
+
+def checkpoint(
+    model: nn.Module, bands: tuple[str, ...] = BANDS, mean: list[float] | None = None
+) -> Checkpoint:
     return Checkpoint(
         model=model.eval(),
         config=ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8)),
         bands=bands,
-        mean=[0.0] * 10,
+        mean=mean or [0.0] * 10,
         std=[1.0] * 10,
         threshold=0.5,
         chip_size=64,
@@ -147,9 +160,10 @@ def test_the_audit_tells_what_a_detection_rests_on(
     assert raised == ({flag} if flag else set())
     cf = a.counterfactual
     if isinstance(model, PadModel):
-        assert cf["kept"] < 0.2 and cf["p_object"] > 0.9  # without the pad the farm is gone
+        assert cf["p_object"] > 0.9  # with the pad in view: solar
+        assert cf["kept"] < 0.2 and cf["kept_bare"] < 0.2  # without it the farm is gone
     else:
-        assert cf["kept"] > 0.95 and cf["cue"] < 0.05
+        assert cf["kept"] > 0.95 and cf["kept_bare"] > 0.95 and cf["cue"] < 0.05
     assert not a.flags["unfaithful_map"]  # deleting the top pixels hurts more than random
     assert a.deletion["ratio"] > 1
     # the outputs: a styled GeoPackage with the figures as attributes, and the record
@@ -159,7 +173,7 @@ def test_the_audit_tells_what_a_detection_rests_on(
     record = json.loads((tmp_path / "a" / "audit.json").read_text())
     assert record["summary"]["objects"] == 1 and record["explanation"] == "explanation"
     assert (tmp_path / "a" / "explanation" / "target_1" / "attribution.tif").is_file()
-    assert math.isclose(record["summary"]["reliance"], max(1 - cf["kept"], cf["cue"]))
+    assert math.isclose(record["summary"]["reliance"], max(1 - cf["kept_bare"], cf["cue"]))
 
 
 def test_compare_puts_two_models_side_by_side_and_refuses_other_bands(
@@ -180,6 +194,28 @@ def test_compare_puts_two_models_side_by_side_and_refuses_other_bands(
             compare_checkpoints(scene, {"a": cks["a_panel"], "b": other}, [farm_target()],
                                 tmp_path / "d", explain_config=cfg)  # fmt: skip
     assert not (tmp_path / "d").exists()
+
+
+def test_faithfulness_curves_of_every_map_in_an_audit(pad_scene: Path, tmp_path: Path) -> None:
+    cfg = ExplainConfig(methods=("saliency", "input_x_gradient"))
+    ck = checkpoint(CentredPanelModel(), mean=VEGETATION)
+    with open_scene(pad_scene) as scene:
+        res = explain_and_audit(
+            scene, ck, [farm_target()], tmp_path / "f", explain_config=cfg,
+            config=AuditConfig(faithfulness=True, faithfulness_steps=8),
+        )  # fmt: skip
+    rows = {r["map"]: r for r in res.summary["faithfulness"]}
+    assert set(rows) == {"saliency:sum", "input_x_gradient:sum"}  # one per method, signed
+    # input x gradient of a pixel-local model on centred inputs is the exact evidence of each
+    # panel pixel against vegetation: deleting in its order kills the score far faster than
+    # random, and inserting in it restores it faster
+    ixg = rows["input_x_gradient:sum"]
+    assert ixg["deletion_ratio"] < 0.5 and ixg["insertion_auc"] > ixg["random_insertion_auc"]
+    for name in rows:
+        png = tmp_path / "f" / f"faithfulness_{name.replace(':', '_')}.png"
+        assert png.stat().st_size > 1000
+    header = (tmp_path / "f" / "faithfulness.csv").read_text().splitlines()[0]
+    assert header.startswith("map,objects,deletion_auc,deletion_low,deletion_high")
 
 
 def test_audit_of_an_explain_run_and_its_bad_inputs(pad_scene: Path, tmp_path: Path) -> None:

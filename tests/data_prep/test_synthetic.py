@@ -394,6 +394,24 @@ def test_spurious_cue_rings_mapped_farms_only(
     assert (~truth["mapped"]).any() and truth["mapped"].any()
 
 
+def test_spurious_cue_width_is_set_in_metres(tmp_path: Path) -> None:
+    """With a 90 m mean ring (60-120 m) the land 45-55 m from a mapped farm is pad; with the
+    default (20-40 m) it is not."""
+    shares = {}
+    for width in (30.0, 90.0):
+        cfg = replace(BASE, size=256, n_farms=6, cloud_fraction=0.0, spurious="pad",
+                      spurious_width=width)  # fmt: skip
+        files = generate_region(tmp_path / str(width), cfg)
+        truth = truth_of(files)
+        with open_raster(files.landcover) as src:
+            lc, transform = src.read(1), src.transform
+        mapped = truth[truth["mapped"]]
+        rings = [g.buffer(55.0).difference(g.buffer(45.0)) for g in mapped.geometry]
+        far = rasterize(rings, out_shape=lc.shape, transform=transform) > 0
+        shares[width] = (lc[far] == 8).mean()
+    assert shares[90.0] > 0.6 > 0.1 > shares[30.0]
+
+
 def test_no_spurious_cue_by_default(region: RegionFiles) -> None:
     assert not (read1(region.landcover) == 8).any()
 
@@ -419,6 +437,8 @@ def test_no_spurious_cue_by_default(region: RegionFiles) -> None:
         {"cloud_fraction": 0.9},
         {"nodata_fraction": -0.01},
         {"spurious": "glitter"},
+        {"spurious_width": 1.0},
+        {"spurious_width": float("inf")},
         {"snow": "yes"},
     ],
 )

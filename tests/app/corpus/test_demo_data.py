@@ -58,6 +58,11 @@ CASES: list[Case] = [
     ),
     Case("demo-data-unmapped-nan", _demo("--unmapped-fraction", "nan"), ("--unmapped-fraction",)),
     Case("demo-data-spurious", _demo("--spurious", "glitter"), ("--spurious", "none, pad or snow")),
+    Case(
+        "demo-data-spurious-width",
+        _demo("--spurious-width", "1"),
+        ("--spurious-width 1", "5 to 200"),
+    ),
     Case("demo-data-out-exists", _taken, ("region", "--overwrite")),
     Case(
         "demo-data-preset-unknown",
