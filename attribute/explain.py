@@ -217,7 +217,7 @@ def _explain_one(
 ) -> dict[str, Any]:
     """Read one target's window, run every chosen method on it and write its folder."""
     tw = read_target(scene, checkpoint, t.kind, t.geom, window=win, reduction=cfg.reduction)
-    ctx = _method_context(tw, cfg, model, zero)
+    ctx = method_context(tw, cfg, model, zero)
     results = _run_methods(t, tw, ctx, cfg)
     _write_target(root / f"target_{t.id}", t, tw, ctx, results, scene, checkpoint, cfg)
     with torch.no_grad():
@@ -240,7 +240,7 @@ def _explain_one(
     return summary
 
 
-def _method_context(
+def method_context(
     tw: TargetWindow, cfg: ExplainConfig, model: torch.nn.Module, zero: torch.Tensor
 ) -> MethodContext:
     """The target region's box, the perturbation baseline and lazy superpixels of a window."""
