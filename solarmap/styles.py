@@ -502,6 +502,37 @@ def detections_style(*, threshold: float, classes: int = 5) -> VectorStyle:
     return style
 
 
+def _categorized(
+    attr: str,
+    classes: Sequence[tuple[Any, str, str]],
+    *,
+    alpha: float,
+    outline_width: float,
+) -> ET.Element:
+    """A categorized polygon renderer on ``attr``: one ``(value, label, colour)`` per class,
+    a faint fill and an outline of the class colour; grey for other values."""
+    categories = _el("categories")
+    symbols = _el("symbols")
+    for i, (value, label, colour) in enumerate(classes):
+        categories.append(
+            _el("category", {"value": value, "symbol": i, "label": label, "render": "true"})
+        )
+        symbols.append(_fill(str(i), colour, colour, alpha=alpha, outline_width=outline_width))
+    return _el(
+        "renderer-v2",
+        {
+            "type": "categorizedSymbol",
+            "attr": attr,
+            "symbollevels": 0,
+            "enableorderby": 0,
+            "forceraster": 0,
+        },
+        categories,
+        symbols,
+        _el("source-symbol", None, _fill("0", "#999999", "#555555", alpha=alpha)),
+    )
+
+
 def audit_style() -> VectorStyle:
     """The audit's detection polygons (``audit.gpkg``): categorized by ``flagged`` (green: the
     detection rests on the panels; red: a flag is raised), outlines strong, fill faint; the map
@@ -516,26 +547,7 @@ def audit_style() -> VectorStyle:
     classes = ((0, "rests on the panels", "#1a9850"), (1, "flagged", "#d73027"))
 
     def style(gdf: Any) -> str:
-        categories = _el("categories")
-        symbols = _el("symbols")
-        for i, (value, label, colour) in enumerate(classes):
-            categories.append(
-                _el("category", {"value": value, "symbol": i, "label": label, "render": "true"})
-            )
-            symbols.append(_fill(str(i), colour, colour, alpha=0.3, outline_width=0.6))
-        renderer = _el(
-            "renderer-v2",
-            {
-                "type": "categorizedSymbol",
-                "attr": "flagged",
-                "symbollevels": 0,
-                "enableorderby": 0,
-                "forceraster": 0,
-            },
-            categories,
-            symbols,
-            _el("source-symbol", None, _fill("0", "#999999", "#555555", alpha=0.3)),
-        )
+        renderer = _categorized("flagged", classes, alpha=0.3, outline_width=0.6)
         return _vector_document(
             renderer, geometry_type=2, map_tip=map_tip, display_expression='"verdict"'
         )
@@ -556,27 +568,11 @@ def chips_style() -> VectorStyle:
     def style(gdf: Any) -> str:
         present = [str(s) for s in gdf["split"].unique()] if "split" in gdf else []
         names = [*_SPLIT_COLOURS, *sorted(s for s in present if s not in _SPLIT_COLOURS)]
-        categories = _el("categories")
-        symbols = _el("symbols")
-        for i, name in enumerate(names):
-            colour = _SPLIT_COLOURS.get(name, _QUALITATIVE[i % len(_QUALITATIVE)])
-            categories.append(
-                _el("category", {"value": name, "symbol": i, "label": name, "render": "true"})
-            )
-            symbols.append(_fill(str(i), colour, colour, alpha=0.25, outline_width=0.4))
-        renderer = _el(
-            "renderer-v2",
-            {
-                "type": "categorizedSymbol",
-                "attr": "split",
-                "symbollevels": 0,
-                "enableorderby": 0,
-                "forceraster": 0,
-            },
-            categories,
-            symbols,
-            _el("source-symbol", None, _fill("0", "#999999", "#555555", alpha=0.25)),
-        )
+        classes = [
+            (name, name, _SPLIT_COLOURS.get(name, _QUALITATIVE[i % len(_QUALITATIVE)]))
+            for i, name in enumerate(names)
+        ]
+        renderer = _categorized("split", classes, alpha=0.25, outline_width=0.4)
         return _vector_document(
             renderer,
             geometry_type=2,

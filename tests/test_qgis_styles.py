@@ -27,6 +27,7 @@ import torch
 from shapely.geometry import box
 from torch import nn
 
+from attribute.audit import audit_run
 from attribute.explain import ExplainConfig, explain_scene
 from attribute.targets import Target
 from data_prep.prepare import PrepareConfig, prepare
@@ -103,6 +104,7 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
                 options={"n_segments": 16, "shap_samples": 32},
             ),
         )
+        audit_run(s, ckpt, root / "ex", root / "audit")
     region = generate_region(root / "region", RegionConfig(seed=7, size=128))
     sd = root / "prepared" / "scenes" / sid
     vec, ras = "vector", "raster"
@@ -120,6 +122,7 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
             "path": root / "ex" / "target_1" / "superpixels_kernel_shap.gpkg",
             "layer": "superpixels",
         },
+        "audit": {"kind": vec, "path": root / "audit" / "audit.gpkg", "layer": "audit"},
         "region_scene": {"kind": ras, "path": region.scene},
         "region_scl": {"kind": ras, "path": region.scl},
         "region_landcover": {"kind": ras, "path": region.landcover},
@@ -295,6 +298,7 @@ EXPECTED = {
     "attribution": "singlebandpseudocolor",
     "targets": "singleSymbol",
     "superpixels": "graduatedSymbol",
+    "audit": "categorizedSymbol",
     "region_scene": "multibandcolor",
     "region_scl": "paletted",
     "region_landcover": "paletted",
