@@ -779,8 +779,12 @@ def sanity(
     out: Annotated[Path, typer.Option(help="Output folder to create.")],
     checkpoint: CheckpointOption = None,
     methods: Annotated[
-        str, typer.Option(help="Comma-separated methods to check.")
-    ] = "saliency,input_x_gradient,integrated_gradients,gradcam",
+        str | None,
+        typer.Option(
+            help="Comma-separated methods to check (default: saliency, input_x_gradient, "
+            "integrated_gradients, gradcam)."
+        ),
+    ] = None,
     top: Annotated[int, typer.Option(help="Check on the N largest objects.")] = 2,
     noise_samples: Annotated[int, typer.Option(help="sMPRT: noisy copies per map.")] = 4,
     max_spearman: Annotated[
@@ -793,14 +797,18 @@ def sanity(
     method's map is compared with the trained model's after every step; an edge detector (a
     map with no information about the model) runs as a control that must fail. Writes
     sanity.csv, sanity.json and a curve PNG per method."""
-    from attribute.sanity import SanityConfig, sanity_run
+    from attribute.sanity import DEFAULT_SANITY_METHODS, SanityConfig, sanity_run
     from attribute.targets import parse_targets
     from data_prep.sentinel2 import open_scene
     from solarmap.geo import check_output_dir, require_file
     from solarmap.model import load_checkpoint
 
     cfg = SanityConfig(noise_samples=noise_samples, max_spearman=max_spearman)
-    names = tuple(m.strip() for m in methods.split(",") if m.strip())
+    names = (
+        DEFAULT_SANITY_METHODS
+        if methods is None
+        else tuple(m.strip() for m in methods.split(",") if m.strip())
+    )
     if not names:
         raise InputError("--methods: give at least one method")
     if top < 1:
