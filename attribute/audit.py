@@ -74,6 +74,15 @@ PREFERRED_MAPS: Final = (
     "saliency:max_abs",
     "gradcam",
 )
+
+
+def _json(value: Any) -> Any:
+    """JSON types, infinite ratios (a random deletion that drops nothing) as None."""
+    from solarmap.geo import jsonable
+
+    return jsonable(value, nonfinite_as_none=True)
+
+
 #: Area bins of the model-level summary, hectares (upper bounds; the last is open).
 AREA_BINS_HA: Final = (1.0, 5.0, 20.0)
 
@@ -556,10 +565,10 @@ def audit_object(
         fraction=cfg.delete_fraction, draws=cfg.random_draws, seed=cfg.seed,
     )  # fmt: skip
     flags, verdict = judge(cf, bands, deletion, cfg)
-    median = torch.from_numpy(neutral_scene.median())[None, :, None, None]
-    fill = checkpoint.normalise(median)[0, :, 0, 0]
     faithful = {}
-    if cfg.faithfulness:
+    if cfg.faithfulness:  # the scene median is read (once, a scan of the scene) only here
+        median = torch.from_numpy(neutral_scene.median())[None, :, None, None]
+        fill = checkpoint.normalise(median)[0, :, 0, 0]
         faithful = {
             m: curves(
                 model,
@@ -709,12 +718,12 @@ def audit_run(
         import csv
 
         write_vector(gdf, folder / "audit.gpkg", layer="audit", style=audit_style())
-        write_json(folder / "audit.json", _jsonable(record))
+        write_json(folder / "audit.json", _json(record))
         if faithfulness:
             with (folder / "faithfulness.csv").open("w", newline="") as fh:
                 w = csv.DictWriter(fh, fieldnames=list(faithfulness[0]))
                 w.writeheader()
-                w.writerows(_jsonable(faithfulness))
+                w.writerows(_json(faithfulness))
         for m, cs in by_map.items():
             plot_curves(folder / f"faithfulness_{m.replace(':', '_')}.png", m, cs)
 
@@ -802,19 +811,6 @@ def compare_summaries(summaries: Mapping[str, Mapping[str, Any]]) -> list[dict[s
     return rows
 
 
-def _jsonable(value: Any) -> Any:
-    """Infinite ratios become None (JSON has no infinity)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def compare_checkpoints(
     scene: SceneSource,
     checkpoints: Mapping[str, Checkpoint],
@@ -860,9 +856,9 @@ def compare_checkpoints(
                 scene, ck, sub / "explanation", sub, config=cfg, explained_here=True
             )
         rows = compare_summaries({n: r.summary for n, r in results.items()})
-        write_json(tmp / "compare.json", _jsonable({"checkpoints": names, "rows": rows}))
+        write_json(tmp / "compare.json", _json({"checkpoints": names, "rows": rows}))
         with (tmp / "compare.csv").open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=["figure", *names])
             writer.writeheader()
-            writer.writerows(_jsonable(rows))
+            writer.writerows(_json(rows))
     return {n: AuditResult(Path(out) / n, r.objects, r.summary) for n, r in results.items()}

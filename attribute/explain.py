@@ -49,7 +49,7 @@ from attribute.targets import (
     target_window,
 )
 from solarmap.errors import InputError
-from solarmap.geo import output_dir, write_json, write_vector
+from solarmap.geo import jsonable, output_dir, write_json, write_vector
 from solarmap.model import Checkpoint
 from solarmap.progress import track
 from solarmap.styles import outline_style, superpixels_style
@@ -233,7 +233,7 @@ def _explain_one(
             t, tw, ctx, cfg, results, f_x=f_x, threshold=checkpoint.threshold
         ),
         "costs": results.costs,
-        "extra": _jsonable(results.extras),
+        "extra": jsonable(results.extras),
         "maps": list(results.maps),
     }
     write_json(root / f"target_{t.id}" / "target.json", summary)
@@ -432,18 +432,6 @@ def _table_keys(rows: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         keys += [k for k in r if k not in keys]
     return keys
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray | torch.Tensor):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
 
 
 __all__ = ["ExplainConfig", "ExplainResult", "explain_scene"]

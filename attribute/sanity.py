@@ -339,11 +339,12 @@ IG_FIXED: Final = {"ig_steps": 12, "ig_max_steps": 12, "tolerance": 1e9}
 
 
 def registry_maps(
-    tw: Any, methods: Sequence[str], *, explain_config: Any = None
+    tw: Any, methods: Sequence[str], *, zero: torch.Tensor, explain_config: Any = None
 ) -> dict[str, MapFn]:
     """Map functions ``(model, x) -> float[H, W]`` of registered methods on a target window
     ``tw`` (:class:`attribute.targets.TargetWindow`): the method's signed ``sum`` map where it
-    has one, else its first; the target is the window's region on the model given."""
+    has one, else its first; the target is the window's region on the model given. ``zero``
+    is the checkpoint's normalised zero reflectance (for a zero baseline)."""
     import dataclasses
 
     from attribute.explain import ExplainConfig, method_context
@@ -353,7 +354,6 @@ def registry_maps(
     base = explain_config or ExplainConfig(methods=tuple(methods))
     cfg = dataclasses.replace(base, methods=tuple(methods), options={**base.options, **IG_FIXED})
     region = tw.f.region_numpy()
-    zero = torch.zeros(tw.x.shape[1])
 
     def make(name: str) -> MapFn:
         def fn(model: nn.Module, x: torch.Tensor) -> np.ndarray:
@@ -388,6 +388,7 @@ def sanity_run(
         InputError: for an unknown method, no target, or a target outside the scene.
     """
     import csv
+    import dataclasses
     from pathlib import Path
 
     from attribute.registry import REGISTRY
@@ -405,7 +406,7 @@ def sanity_run(
     tws = [read_target(scene, checkpoint, t.kind, t.geom) for t in targets]
     results_by_window = []
     for tw in tws:
-        fns = registry_maps(tw, methods)
+        fns = registry_maps(tw, methods, zero=checkpoint.zero_reflectance())
         mask = tw.f.region_numpy()
         results_by_window.append(run_sanity(model, [tw.x], fns, masks=[mask], config=cfg))
     results = _average(results_by_window, cfg)
@@ -417,18 +418,12 @@ def sanity_run(
             w.writerows(rows)
         write_json(
             tmp / "sanity.json",
-            {"config": dataclasses_asdict(cfg), "windows": len(tws),
+            {"config": dataclasses.asdict(cfg), "windows": len(tws),
              "steps": results[0].steps, "methods": [vars(r) for r in results], "rows": rows},
         )  # fmt: skip
         for r in results:
             plot_curve(tmp / f"sanity_{r.method.split(' ')[0]}.png", r)
     return results
-
-
-def dataclasses_asdict(cfg: SanityConfig) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(cfg)
 
 
 def _average(per_window: Sequence[Sequence[MethodResult]], cfg: SanityConfig) -> list[MethodResult]:

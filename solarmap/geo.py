@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -516,6 +517,23 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         for leftover in (tmp, tmp.with_name(tmp.name + ".aux.xml")):
             if leftover.exists():
                 leftover.unlink()
+
+
+def jsonable(obj: Any, *, nonfinite_as_none: bool = False) -> Any:
+    """``obj`` in JSON's types: mappings (keys as strings), lists, numpy scalars as Python
+    numbers, arrays and tensors as nested lists; with ``nonfinite_as_none`` NaN and infinity
+    become None (JSON has neither)."""
+    if isinstance(obj, float) and nonfinite_as_none and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v, nonfinite_as_none=nonfinite_as_none) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v, nonfinite_as_none=nonfinite_as_none) for v in obj]
+    if isinstance(obj, np.generic):
+        return jsonable(obj.item(), nonfinite_as_none=nonfinite_as_none)
+    if isinstance(obj, np.ndarray) or hasattr(obj, "detach"):  # a numpy array or a tensor
+        return jsonable(obj.tolist(), nonfinite_as_none=nonfinite_as_none)
+    return obj
 
 
 def write_json(path: PathLike, obj: Any) -> Path:

@@ -145,3 +145,18 @@ def test_date_columns_are_written_as_date_fields(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a date"):
         write_vector(gdf.assign(date="soon"), tmp_path / "bad.gpkg", date_columns=["date"])
     assert not (tmp_path / "bad.gpkg").exists()
+
+
+def test_jsonable_turns_numpy_and_tensors_into_json_types() -> None:
+    import json
+    import math
+
+    import numpy as np
+    import torch
+
+    from solarmap.geo import jsonable
+
+    obj = {1: np.float32(0.5), "a": (np.arange(2), torch.tensor([1.5])), "r": math.inf}
+    assert jsonable(obj) == {"1": 0.5, "a": [[0, 1], [1.5]], "r": math.inf}
+    assert jsonable(obj, nonfinite_as_none=True)["r"] is None
+    json.dumps(jsonable(obj, nonfinite_as_none=True), allow_nan=False)
