@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-out
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup browser demo test test-slow lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -19,7 +19,11 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	bash scripts/demo.sh $(DEMO_OUT)
 
-test: setup
+# Debian's chromium for the report's browser tests, installed when missing (they skip without).
+browser:
+	bash scripts/ensure_chromium.sh
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 test-slow: setup

@@ -78,7 +78,9 @@ def write_band_table(stem: str | Path, rows: Sequence[Mapping[str, Any]]) -> tup
     return csv_path, json_path
 
 
-def _stretch(rgb: np.ndarray) -> np.ndarray:
+def stretch_rgb(rgb: np.ndarray) -> np.ndarray:
+    """Bands ``float[3, H, W]`` each stretched between its 2nd and 98th percentile of finite
+    values, as an image ``float32[H, W, 3]`` in 0-1 (no data black)."""
     out = np.zeros_like(rgb, dtype=np.float32)
     for i in range(rgb.shape[0]):
         band = rgb[i]
@@ -111,7 +113,7 @@ def quicklook_png(
     cols = min(n, 4)
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.6 * rows), squeeze=False)
-    fc = _stretch(reflectance[band_indices(list(FALSE_COLOR))])
+    fc = stretch_rgb(reflectance[band_indices(list(FALSE_COLOR))])
     panels = [("false colour B12/B08/B04", None), *maps.items()]
     for ax, (name, m) in zip(axes.flat, panels, strict=False):
         if m is None:

@@ -375,9 +375,56 @@ class Scene:
             valid &= ~np.isin(scl, _SCL_INVALID_CODES)
         return out, valid
 
+    def read_overview(
+        self, bands: Sequence[str] | None = None, *, max_side: int = 1024
+    ) -> np.ndarray:
+        """Reflectance of the whole scene at most ``max_side`` pixels on a side, for a picture.
+
+        Each band is read decimated with nearest-neighbour sampling (GDAL answers from an
+        overview when the file has one), so a scene of any size costs about ``max_side²``
+        values per band and no-data stays no-data (an average would blend the 0 of L2A no
+        data into its neighbours).
+
+        Args:
+            bands: band names in the order wanted (default: every band, contract order).
+            max_side: longest side of the result, pixels.
+
+        Returns:
+            ``float32[len(bands), h, w]`` reflectance 0-1, NaN where there is no data.
+
+        Raises:
+            InputError: if a band is not in the scene or ``max_side`` is below 1.
+            ValueError: if the scene is closed.
+        """
+        if self._closed:
+            raise ValueError(f"{self.info.source}: scene is closed; open it again to read")
+        if max_side < 1:
+            raise InputError(f"overview side {max_side} is too small; use 1 or more pixels")
+        names = [s.band for s in self._sources]
+        wanted = list(names) if bands is None else list(bands)
+        missing = [b for b in wanted if b not in names]
+        if missing:
+            raise InputError(f"{self.info.source}: no band {missing[0]} (bands {names})")
+        W, H = self.info.width, self.info.height
+        step = max(1.0, max(W, H) / max_side)
+        shape = (max(1, round(H / step)), max(1, round(W / step)))
+        out = np.empty((len(wanted), *shape), dtype=np.float32)
+        for j, band in enumerate(wanted):
+            i = names.index(band)
+            src = self._sources[i]
+            raw = _read_checked(
+                src.path, src.ds, src.bidx, out_shape=shape, resampling=Resampling.nearest
+            )
+            self._convert_into(i, raw, out[j])
+            out[j][_nodata_mask(raw, src)] = np.nan
+        return out
+
+    def _convert_into(self, i: int, raw: np.ndarray, out: np.ndarray) -> None:
+        np.multiply(raw, np.float32(self.info.scale[i]), out=out, casting="unsafe")
+        out += np.float32(self.info.offset[i])
+
     def _convert(self, i: int, raw: np.ndarray, out: np.ndarray) -> None:
-        np.multiply(raw, np.float32(self.info.scale[i]), out=out[i], casting="unsafe")
-        out[i] += np.float32(self.info.offset[i])
+        self._convert_into(i, raw, out[i])
 
     def _checked_window(self, window: Window | None, *, allow_full: bool) -> Window:
         W, H = self.info.width, self.info.height

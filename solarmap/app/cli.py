@@ -831,6 +831,42 @@ def sanity(
     _next(f"open {_q(out / 'sanity.csv')}")
 
 
+@app.command(short_help="One self-contained HTML page of runs, for people without Python.")
+def report(
+    run: Annotated[
+        list[Path],
+        typer.Option(
+            help="A folder demo, predict, explain, audit or sanity wrote (its subfolders are "
+            "searched too); repeat to put several runs on one page."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="The HTML file to write.")],
+    scene: Annotated[
+        Path | None,
+        typer.Option(help="The scene, when it is no longer where the prediction recorded it."),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="OSM labels (.osm, GPKG, GeoJSON) whose names the detections table shows "
+            "(default for a demo: its unseen region's labels.osm)."
+        ),
+    ] = None,
+    title: Annotated[str | None, typer.Option(help="Page title.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+) -> None:
+    """Write one HTML file that works offline: the false-colour quicklook, probability map and
+    detections, the metrics and PR curve, each audited object's attribution panels, zone
+    shares, flags and verdict, the sanity and faithfulness tables and curves, and the
+    configuration and checkpoint hash of every run."""
+    from solarmap.app.report import ReportConfig, write_report
+
+    cfg = ReportConfig(scene=scene, labels=labels, title=title)
+    res = write_report(run, out, config=cfg, overwrite=overwrite)
+    typer.echo(f"report: {res.path} ({len(res.runs)} run(s): {', '.join(res.sections)})")
+    _next(f"open {_q(res.path)} in a browser")
+
+
 def _compare_name(path: Path, i: int) -> str:
     """A folder name for a compared checkpoint: ``a_<name>`` / ``b_<name>``."""
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.resolve().name) or "checkpoint"

@@ -54,6 +54,7 @@ def run_demo(
     from data_prep.prepare import PrepareConfig, prepare
     from data_prep.sentinel2 import open_scene
     from data_prep.synthetic import RegionConfig, generate_region
+    from solarmap.app.report import ReportConfig, write_report
     from solarmap.model import load_checkpoint
     from solarmap.predict import PredictConfig, predict_scene
     from train.evaluate import evaluate_prediction
@@ -124,6 +125,9 @@ def run_demo(
             {"metrics": metrics, "seconds": seconds, "train_images_per_s": result.images_per_s},
         )
         _record_paths_relatively(tmp, out)
+        t = time.perf_counter()
+        write_report([tmp], tmp / "report.html", config=ReportConfig(title="solarmap demo"))
+        log.info("report.html written in %.0f s", time.perf_counter() - t)
     log.info("demo finished in %.0f s", seconds["total"])
     return DemoSummary(out=out, metrics=metrics, seconds=seconds, text=text)
 
@@ -236,6 +240,7 @@ def _summary_text(
         f"- {out / 'prediction' / 'metrics.json'}, {out / 'prediction' / 'pr_curve.png'}",
         f"- {out / 'checkpoint'} (model.safetensors + checkpoint.json)",
         f"- {out / 'prepared'} (labelled training scene and chip index)",
+        f"- {out / 'report.html'} (the run on one page that opens offline in a browser)",
     ]
     return "\n".join(lines) + "\n"
 

@@ -103,3 +103,14 @@ def test_records_name_the_demo_files_relatively_and_survive_a_move(
     for scene_json in (moved / "prepared" / "scenes").rglob("scene.json"):
         source = json.loads(scene_json.read_text())["source"]
         assert _resolve(scene_json, source) == moved / "train-region" / "scene.tif"
+
+
+def test_the_demo_writes_its_report(demo: tuple[Path, str]) -> None:
+    out, _ = demo
+    page = (out / "report.html").read_text()
+    assert PARTIAL not in page and "<title>solarmap demo</title>" in page
+    for alt in ("false-colour quicklook", "probability map", "detections over the scene",
+                "precision-recall curve"):  # fmt: skip
+        assert f'alt="{alt}' in page, alt
+    assert "Solar Park" in page  # OSM names of the unseen region's labels
+    assert "report.html" in (out / "summary.md").read_text()

@@ -575,3 +575,26 @@ def test_a_damaged_block_names_the_file(tmp_path: Path) -> None:
         scene.read(Window(0, 0, 64, 64))
         with pytest.raises(InputFileError, match=r"tiled\.tif: the file is damaged or truncated"):
             scene.read(Window(1088, 1088, 12, 12))
+
+
+@pytest.mark.parametrize("form", ["geotiff", "safe"])
+def test_overview_is_the_scene_decimated_with_no_data_kept(
+    form: str, geotiff: Path, safe: Path
+) -> None:
+    path = geotiff if form == "geotiff" else safe
+    with open_scene(path) as scene:
+        full, _ = scene.read()
+        small = scene.read_overview(["B12", "B08", "B04"], max_side=16)
+        assert small.shape == (3, 16, 16) and small.dtype == np.float32
+        every = scene.read_overview(max_side=1000)  # never larger than the scene
+        with pytest.raises(InputError, match="no band B01"):
+            scene.read_overview(["B01"])
+        with pytest.raises(InputError, match="too small"):
+            scene.read_overview(max_side=0)
+    assert every.shape == full.shape
+    np.testing.assert_allclose(every[TEN_M], full[TEN_M], atol=1e-6, equal_nan=True)
+    # The 10 m band B08 at the centre pixel of each 4 x 4 block (nearest neighbour)
+    b08 = BANDS.index("B08")
+    np.testing.assert_allclose(small[1], full[b08][2::4, 2::4], atol=1e-6, equal_nan=True)
+    # The no-data strip on the left stays no data, the rest has data
+    assert np.isnan(small[1][:, 0]).all() and np.isfinite(small[1][:, -1]).all()
