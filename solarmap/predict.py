@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -48,6 +48,7 @@ from solarmap.geo import (
     write_json,
     write_vector,
 )
+from solarmap.inference import Engine, Runner, check_engine, runner
 from solarmap.model import Checkpoint, check_threshold
 from solarmap.ood import (
     OOD_CHECKS,
@@ -61,9 +62,6 @@ from solarmap.ood import (
 from solarmap.progress import track
 from solarmap.styles import detections_style, probability_style
 from solarmap.windows import SceneSource, read_padded
-
-if TYPE_CHECKING:  # torch is imported where the model runs: reading a prediction's record
-    import torch  # (`solarmap evaluate`) needs no torch
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +109,8 @@ class PredictConfig:
         ood_check: ``"warn"`` compares the scene's band statistics with the training
             statistics the checkpoint carries, records the result and logs a warning when the
             scene lies far outside them (:mod:`solarmap.ood`); ``"off"`` skips that.
+        engine: what runs the model (:mod:`solarmap.inference`): ``"auto"`` (ONNX Runtime on
+            the CPU when the model exports, else PyTorch), ``"onnx"`` or ``"torch"``.
     """
 
     window: int = 512
@@ -120,6 +120,7 @@ class PredictConfig:
     min_area_m2: float = 0.0
     device: str = "cpu"
     ood_check: OodCheck = "warn"
+    engine: Engine = "auto"
 
     def __post_init__(self) -> None:
         if not _whole(self.window) or not 1 <= self.window <= MAX_WINDOW:
@@ -150,6 +151,7 @@ class PredictConfig:
             _check_device(self.device)
         if self.ood_check not in OOD_CHECKS:
             raise InputError(f"--ood-check {self.ood_check}: give {' or '.join(OOD_CHECKS)}")
+        check_engine(self.engine)
 
 
 #: The largest window side :class:`PredictConfig` takes, pixels.
@@ -263,28 +265,24 @@ def _checkpoint_record(checkpoint: Checkpoint, ckpt_id: str) -> dict[str, Any]:
     return record
 
 
-def _prepare_model(checkpoint: Checkpoint, device: str) -> tuple[torch.nn.Module, torch.device]:
+def _prepare_model(checkpoint: Checkpoint, config: PredictConfig) -> tuple[Runner, str]:
+    """The model's forward pass on ``config.device`` and ``config.engine``, and the engine."""
     import torch
 
-    dev = torch.device(device)
+    dev = torch.device(config.device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} asked for but CUDA is not available; use 'cpu'")
+        raise InputError(f"device {config.device!r} asked for but CUDA is not available; use 'cpu'")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError(f"device {device!r} asked for but MPS is not available; use 'cpu'")
-    model = checkpoint.model
-    model.to(dev)
-    model.eval()
-    return model, dev
+        raise InputError(f"device {config.device!r} asked for but MPS is not available; use 'cpu'")
+    return runner(checkpoint, engine=config.engine, device=config.device)
 
 
-def _forward(
-    model: torch.nn.Module, checkpoint: Checkpoint, batch: np.ndarray, device: torch.device
-) -> np.ndarray:
+def _forward(run: Runner, checkpoint: Checkpoint, batch: np.ndarray) -> np.ndarray:
     """``float32[N, B, S, S]`` reflectance → ``float32[N, S, S]`` probability."""
     import torch
 
-    x = torch.from_numpy(batch).to(device, non_blocking=True)
-    logits = model(checkpoint.normalise(x))
+    x = checkpoint.normalise(torch.from_numpy(batch)).numpy()
+    logits = run(x)
     if logits.ndim == 4 and logits.shape[1] == 1:
         logits = logits[:, 0]
     if tuple(logits.shape) != (batch.shape[0], batch.shape[2], batch.shape[3]):
@@ -292,7 +290,8 @@ def _forward(
             f"model returned shape {tuple(logits.shape)} for input {tuple(batch.shape)}; "
             "a solarmap checkpoint predicts one logit per pixel"
         )
-    return torch.sigmoid(logits.float()).cpu().numpy()
+    with np.errstate(over="ignore"):  # exp overflows to inf for large negative logits: p = 0
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
 
 
 @dataclass
@@ -334,9 +333,10 @@ def _predict_to_cog(
     tags: dict[str, str],
     seconds: dict[str, float],
     stats: SceneStatistics | None,
-) -> _Counts:
+) -> tuple[_Counts, str]:
     """Run the sliding window over ``scene`` and write the probability COG at ``path``;
-    accumulate the scene's band statistics into ``stats`` on the way, when given."""
+    accumulate the scene's band statistics into ``stats`` on the way, when given. Returns the
+    counts and the engine that ran the model."""
     import torch
 
     info = scene.info
@@ -353,12 +353,12 @@ def _predict_to_cog(
     # windows, and at the next batch's first column (the scene's end after the last).
     next_row = dict(zip(rows, [*rows[1:], H], strict=True))
     next_col = dict(zip(cols, [*cols[1:], W], strict=True))
-    model, device = _prepare_model(checkpoint, config.device)
+    run, engine = _prepare_model(checkpoint, config)
     counts = _Counts()
     n_batches = len(rows) * math.ceil(len(cols) / config.batch_size)
     log.info(
         "%s: %dx%d px in %d windows of %d px (overlap %d), %d batches on %s",
-        info.scene_id, W, H, len(rows) * len(cols), S, ov, n_batches, device,
+        info.scene_id, W, H, len(rows) * len(cols), S, ov, n_batches, engine,
     )  # fmt: skip
 
     def flush(dst: Any, row0: int, n: int) -> None:
@@ -418,7 +418,7 @@ def _predict_to_cog(
                 counts.windows_skipped += int((~has_data).sum())
                 if has_data.any():  # windows with no valid pixel skip the model
                     t = time.perf_counter()
-                    prob = _forward(model, checkpoint, stack[has_data], device)
+                    prob = _forward(run, checkpoint, stack[has_data])
                     seconds["forward"] += time.perf_counter() - t
 
                     t = time.perf_counter()
@@ -442,7 +442,7 @@ def _predict_to_cog(
             )
         t = time.perf_counter()
     seconds["write"] += time.perf_counter() - t  # COG conversion with overviews
-    return counts
+    return counts, engine
 
 
 # --------------------------------------------------------------------------------------------
@@ -519,7 +519,7 @@ def predict_scene(
     out = Path(out)
     inputs = [p for p in (info.source, checkpoint.metadata.get("path")) if p]
     with output_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
-        counts = _predict_to_cog(
+        counts, engine = _predict_to_cog(
             scene,
             checkpoint,
             tmp / PROBABILITY_FILE,
@@ -564,6 +564,7 @@ def predict_scene(
                 },
                 "checkpoint": _checkpoint_record(checkpoint, ckpt_id),
                 "counts": {**dataclasses.asdict(counts), "polygons": len(gdf)},
+                "engine": engine,
                 "ood": ood,
                 "outputs": {
                     "probability": PROBABILITY_FILE,

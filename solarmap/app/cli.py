@@ -444,6 +444,13 @@ def predict(
             "statistics and warn when it lies far outside them; off: skip that.",
         ),
     ] = "warn",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="What runs the model: auto (ONNX Runtime on the CPU when the model exports, "
+            "else PyTorch), onnx or torch."
+        ),
+    ] = "auto",
     scale: SceneScale = None,
     allow_resolution: AllowResolution = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
@@ -462,6 +469,7 @@ def predict(
         threshold=threshold,
         min_area_m2=min_area,
         ood_check=ood_check,  # type: ignore[arg-type]  # checked by PredictConfig
+        engine=engine,  # type: ignore[arg-type]  # checked by PredictConfig
     )
     checkpoint = _checkpoint_or_shipped(checkpoint)
     check_output_dir(out, overwrite=overwrite, inputs=[scene, checkpoint])
