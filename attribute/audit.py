@@ -52,7 +52,7 @@ from attribute.faithfulness import summarise as faithfulness_rows
 from attribute.targets import region_from_polygon
 from solarmap.bands import BAND_GROUPS, BANDS
 from solarmap.errors import InputError
-from solarmap.model import Checkpoint
+from solarmap.model import Checkpoint, check_threshold
 from solarmap.windows import SceneSource, read_padded
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,13 @@ class AuditConfig:
     faithfulness: bool = False
     faithfulness_steps: int = 10
     seed: int = 0
+    #: The probability the detections were made at (None: the checkpoint's threshold). An
+    #: object whose own window scores below it is not solar without land beyond its window.
+    threshold: float | None = None
 
     def __post_init__(self) -> None:
+        if self.threshold is not None:
+            check_threshold(self.threshold, what="--threshold")
         if not (math.isfinite(self.ring_m) and self.ring_m > 0):
             raise InputError(f"--ring-m {self.ring_m}: give a ring width in metres > 0")
         for name in ("context_reliance", "implausible_bands"):
@@ -310,12 +315,16 @@ def counterfactuals(
     z: np.ndarray,
     valid: np.ndarray,
     neutral: Sequence[torch.Tensor],
+    *,
+    threshold: float | None = None,
 ) -> dict[str, float]:
     """The object's mean probability as it is (``p_object``), with everything beyond the ring
     neutral (``p_object_alone``: the object and its ring kept), and with the object neutral and
     its ring and context kept (``p_context_only``), each averaged over the ``neutral`` lands;
     the ratios to ``p_object`` (``kept``: of the score the object alone keeps, ``cue``: of the
-    score the context alone raises) clipped to ``[0, 1]``.
+    score the context alone raises) clipped to ``[0, 1]``. With ``threshold``, also
+    ``detected_in_window``: 1 when ``p_object`` reaches it, else 0 (the detection needs land
+    beyond the window, and the ratios to a score below the threshold mean nothing).
 
     ``neutral`` holds windows of neutral land ``Tensor[10, H, W]`` (normalised,
     :class:`NeutralScene`); no-data pixels stay as they are.
@@ -338,7 +347,8 @@ def counterfactuals(
     p = _probability(model, torch.stack(inputs), region)
     p_alone, p_bare, p_ctx = (float(p[k::3].mean()) for k in (1, 2, 3))
     scale = max(float(p[0]), 1e-6)
-    return {
+    seen = {} if threshold is None else {"detected_in_window": float(float(p[0]) >= threshold)}
+    return seen | {
         "p_object": float(p[0]),
         "p_object_alone": p_alone,
         "p_object_bare": p_bare,
@@ -426,7 +436,10 @@ def _finite(v: float) -> float | None:
 def reliance(cf: Mapping[str, float]) -> float:
     """How much a detection rests on what surrounds it: ``max(1 - kept_bare, cue)``, the score
     lost when the ring and the context are replaced by neutral land, or the score the ring and
-    context raise without the object, both relative to the object's score."""
+    context raise without the object, both relative to the object's score; 1 for an object its
+    own window does not find solar (the score comes from land beyond the window)."""
+    if cf.get("detected_in_window", 1.0) == 0.0:
+        return 1.0
     return max(1 - cf["kept_bare"], cf["cue"])
 
 
@@ -442,7 +455,12 @@ def judge(
         "implausible_bands": bool(bands and bands["non_separating"] > cfg.implausible_bands),
         "unfaithful_map": bool(deletion["ratio"] < cfg.unfaithful_map),
     }
-    if flags["context_reliance"]:
+    if flags["context_reliance"] and cf.get("detected_in_window", 1.0) == 0.0:
+        verdict = (
+            f"is not solar in its own window (p {cf['p_object']:.2f}): rests on land beyond "
+            "it, not on the panels"
+        )
+    elif flags["context_reliance"]:
         # the ring alone (the land beyond it neutral) gives the score back: the ring carries it
         ring = cf["kept"] > 1 - cfg.context_reliance
         verdict = (
@@ -559,7 +577,8 @@ def audit_object(
         (p for m in PREFERRED_MAPS if (p := band_profile(obj.bands, m.split(":")[0]))), {}
     )
     model = checkpoint.model.eval()
-    cf = counterfactuals(model, x, z, valid, neutral)
+    threshold = cfg.threshold if cfg.threshold is not None else checkpoint.threshold
+    cf = counterfactuals(model, x, z, valid, neutral, threshold=threshold)
     deletion = deletion_check(
         model, x, values, z, valid, neutral[0],
         fraction=cfg.delete_fraction, draws=cfg.random_draws, seed=cfg.seed,

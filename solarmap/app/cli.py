@@ -710,6 +710,14 @@ def audit(
         float,
         typer.Option(help="Flag when deleting the map's top pixels drops < this x random."),
     ] = 1.0,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="The probability the detections were made at: an object its own window scores "
+            "below it is flagged (default: the prediction's, when --target is the polygons.gpkg "
+            "of `solarmap predict`, else the checkpoint's)."
+        ),
+    ] = None,
     faithfulness: Annotated[
         bool,
         typer.Option(
@@ -731,6 +739,14 @@ def audit(
     from solarmap.geo import check_output_dir, require_file
     from solarmap.model import load_checkpoint
 
+    if (
+        threshold is None
+        and target is not None
+        and (Path(target).parent / "predict.json").is_file()
+    ):
+        from solarmap.predict import recorded_threshold
+
+        threshold = recorded_threshold(Path(target).parent)
     cfg = AuditConfig(
         ring_m=ring_m,
         map=map_name,
@@ -738,6 +754,7 @@ def audit(
         implausible_bands=implausible_bands,
         unfaithful_map=unfaithful_map,
         faithfulness=faithfulness,
+        threshold=threshold,
     )
     if (explanation is None) == (target is None):
         raise InputError("give --explanation (an explain run) or --target (to explain first)")

@@ -243,3 +243,34 @@ def test_audit_of_an_explain_run_and_its_bad_inputs(pad_scene: Path, tmp_path: P
                 {"unfaithful_map": float("nan")}, {"delete_fraction": 1.0}):  # fmt: skip
         with pytest.raises(InputError):
             AuditConfig(**bad)  # type: ignore[arg-type]
+
+
+class _FaintModel(PanelModel):
+    """The panel model with its logit capped at 0.4: solar at p 0.6 at most."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(super().forward(x), max=0.4)
+
+
+def test_an_object_its_own_window_does_not_find_solar_is_flagged(
+    pad_scene: Path, tmp_path: Path
+) -> None:
+    """Detected at 0.7 somewhere else (a larger view), but its window scores 0.6: what made the
+    detection lies beyond the window, and the ratios to a sub-threshold score mean nothing."""
+    cfg = ExplainConfig(methods=("saliency",))
+    out = {}
+    for t in (0.5, 0.7):
+        with open_scene(pad_scene) as scene:
+            res = explain_and_audit(
+                scene, checkpoint(_FaintModel()), [farm_target()], tmp_path / f"t{t}",
+                explain_config=cfg, config=AuditConfig(threshold=t),
+            )  # fmt: skip
+        out[t] = res
+    (low,), (high,) = out[0.5].objects, out[0.7].objects
+    assert 0.5 < low.counterfactual["p_object"] < 0.7
+    assert low.counterfactual["detected_in_window"] == 1.0 and not low.flags["context_reliance"]
+    assert high.counterfactual["detected_in_window"] == 0.0 and high.flags["context_reliance"]
+    assert "is not solar in its own window" in high.verdict
+    assert out[0.7].summary["reliance"] == 1.0 and out[0.5].summary["reliance"] < 0.1
+    with pytest.raises(InputError, match="--threshold"):
+        AuditConfig(threshold=1.5)

@@ -30,6 +30,7 @@ CASES: list[Case] = [
     Case("audit-nan-bands", _audit("--implausible-bands", "nan"), ("--implausible-bands",)),
     Case("audit-negative-faithful", _audit("--unfaithful-map", "-1"), ("--unfaithful-map",)),
     Case("audit-ids-without-run", _audit("--ids", "1"), ("--ids", "--explanation")),
+    Case("audit-threshold-above-one", _audit("--threshold", "1.5"), ("--threshold 1.5",)),
     Case("audit-bad-ids", _audit("--ids", "one"), ("--ids",)),
     Case("audit-missing-target", _audit("--target", "nope.gpkg", target=False), ("nope.gpkg",)),
 ]
