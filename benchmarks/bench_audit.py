@@ -100,6 +100,32 @@ def audit_summary(
     return json.loads((out / "audit.json").read_text())["summary"]
 
 
+def breakdown(work: Path, name: str) -> dict[str, Any]:
+    """Context-flagged share of the audited detections of 1 ha and more, and of those on a
+    true farm and off one (false positives), with their counts."""
+    from solarmap.geo import read_vector
+
+    path = work / "audit" / name / "audit.json"
+    target = work / "pred" / f"{name}-own" / "held_out.gpkg"
+    if not path.exists() or not target.exists():
+        return {}
+    objects = json.loads(path.read_text())["objects"]
+    on = read_vector(target, layer="solar").set_index("id")["on_farm"]
+
+    def share(rows: list[dict[str, Any]]) -> tuple[float | None, int]:
+        flags = [o["flags"]["context_reliance"] for o in rows]
+        return (sum(flags) / len(flags) if flags else None), len(flags)
+
+    out = {}
+    for key, rows in (
+        ("ge_1ha", [o for o in objects if o["area_ha"] >= 1.0]),
+        ("on_farm", [o for o in objects if bool(on.get(o["id"], False))]),
+        ("off_farm", [o for o in objects if not bool(on.get(o["id"], False))]),
+    ):
+        out[f"flagged_{key}"], out[f"n_{key}"] = share(rows)
+    return out
+
+
 def on_farm_share(work: Path, name: str, target: Path) -> float | None:
     """Share of the audited detections that overlap a true farm."""
     from solarmap.geo import read_vector
@@ -176,14 +202,20 @@ def main() -> None:
               "audited detections)")  # fmt: skip
         results["_roc_auc"] = auc
     print("\n| model | cue | held-out detections | audited | on a true farm | reliance | "
-          "context-flagged share |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+          "context-flagged | flagged, >= 1 ha | flagged, on a farm | flagged, off a farm "
+          "|")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         if name.startswith("_") or "objects" not in r:
             continue
+        r |= breakdown(work, name)
         figures = (r["on_farm"], r["reliance"], r["flagged_context"])
+        parts = [
+            f"{_f(r.get(f'flagged_{k}'))} ({r.get(f'n_{k}', 0)})"
+            for k in ("ge_1ha", "on_farm", "off_farm")
+        ]
         print(f"| {name} | {r['cue']} | {r['held_out_detections']} | {r['objects']} | "
-              + " | ".join(_f(v) for v in figures) + " |")  # fmt: skip
+              + " | ".join([*(_f(v) for v in figures), *parts]) + " |")  # fmt: skip
     if args.cross:
         ck, scene = args.cross
         polygons = predict(work, ck.resolve(), scene.resolve(), f"cross-{ck.name}")

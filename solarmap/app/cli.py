@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from solarmap.app.logs import configure_logging
 from solarmap.app.signals import Interrupted, signals_unwind
@@ -27,8 +28,45 @@ from solarmap.progress import set_progress
 
 log = logging.getLogger("solarmap")
 
+
+class _Commands(TyperGroup):
+    """The commands, with ``explain`` built only when it is run or its help is asked for.
+
+    Its options come from the attribution registry, whose import (every method, with torch,
+    captum and scikit-image) takes seconds that ``predict``, ``--help`` and the others should
+    not pay; until then a placeholder stands in the list (its short help is the command's).
+    """
+
+    _listing = False
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        cmd = super().get_command(ctx, cmd_name)
+        callback = getattr(cmd, "callback", None)
+        if cmd_name == "explain" and getattr(callback, "__wrapped__", None) is _explain_placeholder:
+            if self._listing:
+                return cmd
+            from typer.main import get_command_from_info
+            from typer.models import CommandInfo
+
+            cmd = get_command_from_info(
+                CommandInfo(name="explain", callback=_explain_command(), short_help=_EXPLAIN_HELP),
+                pretty_exceptions_short=True,
+                rich_markup_mode=None,
+            )
+            self.commands["explain"] = cmd
+        return cmd
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self._listing = False
+
+
 app = typer.Typer(
     name="solarmap",
+    cls=_Commands,
     help="Map solar farms in Sentinel-2 imagery and explain why the model believes it.",
     no_args_is_help=True,
     add_completion=False,
@@ -664,9 +702,12 @@ def _explain_command() -> Callable[..., None]:
     return explain
 
 
-app.command("explain", short_help="Attribution maps: why the model calls a target solar.")(
-    _explain_command()
-)
+_EXPLAIN_HELP = "Attribution maps: why the model calls a target solar."
+
+
+@app.command("explain", short_help=_EXPLAIN_HELP, add_help_option=False)
+def _explain_placeholder() -> None:
+    """Stands in for ``explain`` until it is asked for (see :class:`_Commands`)."""
 
 
 @app.command(short_help="Audit detections: do they rest on the panels or on what is beside them?")
