@@ -21,16 +21,20 @@ pinned at 2.14, which has both).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+import os
+import sys
 import warnings
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 
-from solarmap.errors import InputError
+from solarmap.errors import InputError, SolarmapError
 
 if TYPE_CHECKING:
     import torch
@@ -47,8 +51,10 @@ Runner = Callable[[np.ndarray], np.ndarray]
 #: The ONNX opset of the export (ONNX Runtime 1.17+ runs it).
 OPSET: Final = 17
 
-#: ONNX Runtime sessions by model (a survey worker predicts many tiles with one checkpoint).
+#: ONNX Runtime sessions by model, and by weights digest for a checkpoint read from a file
+#: (a survey worker predicts many tiles with one checkpoint).
 _SESSIONS: weakref.WeakKeyDictionary[Any, tuple[int, Any]] = weakref.WeakKeyDictionary()
+_BY_DIGEST: dict[str, tuple[int, Any]] = {}
 
 
 def check_engine(engine: str) -> str:
@@ -91,33 +97,96 @@ def _export(model: torch.nn.Module, bands: int) -> bytes:
     return buf.getvalue()
 
 
-def _session(checkpoint: Checkpoint) -> Any:
-    """An ONNX Runtime session of the checkpoint's model, made once per model and thread count."""
-    import onnxruntime as ort
-    import torch
+def cache_dir() -> Path:
+    """Where exported ONNX graphs are kept: ``$SOLARMAP_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/solarmap``, else ``~/.cache/solarmap``; graphs under ``onnx/``."""
+    root = os.environ.get("SOLARMAP_CACHE_DIR")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = str(Path(xdg) / "solarmap")
+    return Path(root) / "onnx"
 
-    model = checkpoint.model
-    threads = torch.get_num_threads()
-    cached = _SESSIONS.get(model)
-    if cached is not None and cached[0] == threads:
-        return cached[1]
-    was_training = model.training
-    model.eval()
+
+def _digest(weights: Path) -> str:
+    h = hashlib.sha256()
+    with weights.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def threads() -> int:
+    """The intra-op threads a session gets: torch's setting when torch is loaded (the front
+    door or a survey worker sets it), else the cores this process may run on."""
+    if "torch" in sys.modules:
+        return int(sys.modules["torch"].get_num_threads())
     try:
-        data = _export(model, len(checkpoint.bands))
-    finally:
-        model.train(was_training)
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _new_session(data: bytes | str, n_threads: int) -> Any:
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = n_threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: its warnings are about graph rewrites
     # ORT's threads spin after each run by default, taking the cores the reading, blending
     # and writing between batches need (measured: those took 1.3-1.6x longer)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    _check_same(session, model, len(checkpoint.bands))
-    _SESSIONS[model] = (threads, session)
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+
+def _session(checkpoint: Checkpoint) -> Any:
+    """An ONNX Runtime session of the checkpoint's model, made once per process, model and
+    thread count. A checkpoint read from a file looks for its graph in :func:`cache_dir`
+    first, keyed by the SHA-256 of the weights file: a graph is cached only after a full
+    load checked those weights and the export was checked against the module, so a hit needs
+    neither torch nor the model."""
+    n = threads()
+    digest = _digest(checkpoint.weights) if checkpoint.weights is not None else None
+    key: Any = digest if digest is not None else checkpoint.model
+    cached = _BY_DIGEST.get(key) if digest is not None else _SESSIONS.get(key)
+    if cached is not None and cached[0] == n:
+        return cached[1]
+    path = cache_dir() / f"{digest}-opset{OPSET}.onnx" if digest is not None else None
+    session = None
+    if path is not None and path.is_file():
+        try:
+            session = _new_session(str(path), n)
+        except Exception as err:  # a damaged cache entry: export anew and replace it
+            log.info("cached ONNX graph %s unreadable (%s); exporting again", path, err)
+    if session is None:
+        model = checkpoint.model
+        was_training = model.training
+        model.eval()
+        try:
+            data = _export(model, len(checkpoint.bands))
+        finally:
+            model.train(was_training)
+        session = _new_session(data, n)
+        _check_same(session, model, len(checkpoint.bands))
+        if path is not None:
+            _store(path, data)
+    if digest is not None:
+        _BY_DIGEST[digest] = (n, session)
+    else:
+        _SESSIONS[checkpoint.model] = (n, session)
     return session
+
+
+def _store(path: Path, data: bytes) -> None:
+    """Keep the graph for the next process; a cache that cannot be written is only said."""
+    from solarmap.geo import atomic_path
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+    except OSError as err:
+        log.debug("ONNX graph not cached at %s: %s", path, err)
 
 
 def _check_same(session: Any, model: torch.nn.Module, bands: int) -> None:
@@ -146,8 +215,6 @@ def runner(
         InputError: for an unknown engine, or ``"onnx"`` asked for on another device than the
             CPU or without ONNX Runtime installed, or a model that does not export.
     """
-    import torch
-
     check_engine(engine)
     if engine == "onnx" and device != "cpu":
         raise InputError(f"--engine onnx runs on the CPU; use --engine torch on {device}")
@@ -157,7 +224,10 @@ def runner(
     if use_onnx:
         try:
             session = _session(checkpoint)
+        except SolarmapError:  # the checkpoint itself (a deferred model's weights) is at fault
+            raise
         except Exception as err:  # any exporter or runtime failure: say it, then fall back
+            _reraise_interrupt(err)
             if engine == "onnx":
                 raise InputError(
                     f"--engine onnx: this model does not export to ONNX ({_first_line(err)}); "
@@ -172,6 +242,8 @@ def runner(
 
             return run_onnx, "onnx"
 
+    import torch
+
     dev = torch.device(device)
     model = checkpoint.model.to(dev).eval()
 
@@ -181,6 +253,18 @@ def runner(
             return out.float().cpu().numpy()
 
     return run_torch, "torch"
+
+
+def _reraise_interrupt(err: BaseException) -> None:
+    """Raise the interrupt (Ctrl-C, SIGTERM, exit) an exporter wrapped into an ordinary error,
+    so that a signal during the export stops the run instead of sending it to PyTorch."""
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if not isinstance(e, Exception):
+            raise e
+        e = e.__cause__ or e.__context__
 
 
 def _first_line(err: BaseException) -> str:

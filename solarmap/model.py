@@ -17,9 +17,12 @@ import logging
 import math
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, cast, get_args, overload
+
+import numpy as np
 
 import solarmap
 from solarmap.bands import BANDS
@@ -306,11 +309,47 @@ def _build_unet(cfg: ModelConfig, *, cls: type[nn.Module] | None = None) -> nn.M
     return model
 
 
-@dataclass
-class Checkpoint:
-    """A loaded checkpoint: the model in eval mode and its metadata."""
+class Deferred:
+    """A model not built yet: :func:`load_checkpoint` with ``defer_model`` leaves one, and the
+    first read of :attr:`Checkpoint.model` builds it (and runs the weight checks)."""
 
-    model: nn.Module
+    def __init__(self, build: Callable[[], nn.Module]) -> None:
+        self.build = build
+
+
+class _ModelField:
+    """:attr:`Checkpoint.model`: a module, or a :class:`Deferred` built on first read (so a
+    prediction that runs a cached ONNX graph never imports torch)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = f"_{name}"
+
+    @overload
+    def __get__(self, obj: None, objtype: Any = None) -> _ModelField: ...
+    @overload
+    def __get__(self, obj: object, objtype: Any = None) -> nn.Module: ...
+    def __get__(self, obj: object | None, objtype: Any = None) -> nn.Module | _ModelField:
+        if obj is None:
+            raise AttributeError("model has no default")  # a required field of the dataclass
+        value = obj.__dict__[self.slot]
+        if isinstance(value, Deferred):
+            value = value.build()
+            obj.__dict__[self.slot] = value
+        return cast("nn.Module", value)
+
+    def __set__(self, obj: object, value: nn.Module | Deferred) -> None:
+        obj.__dict__[self.slot] = value
+
+
+@dataclass(kw_only=True)
+class Checkpoint:
+    """A loaded checkpoint: the model in eval mode and its metadata.
+
+    ``weights`` is the ``model.safetensors`` it was read from (None for one made in memory);
+    ``model`` may be built on first use (see :class:`Deferred`).
+    """
+
+    model: _ModelField = _ModelField()
     config: ModelConfig
     bands: tuple[str, ...]
     mean: list[float]
@@ -318,6 +357,12 @@ class Checkpoint:
     threshold: float
     chip_size: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    weights: Path | None = None
+
+    @property
+    def model_built(self) -> bool:
+        """Whether :attr:`model` exists yet (reading it builds a deferred one)."""
+        return not isinstance(self.__dict__.get("_model"), Deferred)
 
     def check_bands(self, bands: tuple[str, ...] | list[str], *, source: str = "scene") -> None:
         """Raise :class:`CheckpointError` unless ``bands`` equal the checkpoint's, in order."""
@@ -348,6 +393,12 @@ class Checkpoint:
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device)[None, :, None, None]
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device)[None, :, None, None]
         return torch.nan_to_num((x - mean) / std, nan=0.0)
+
+    def normalise_array(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`normalise` for a float32 array ``[N, B, H, W]``, without torch."""
+        mean = np.asarray(self.mean, dtype=np.float32)[None, :, None, None]
+        std = np.asarray(self.std, dtype=np.float32)[None, :, None, None]
+        return np.nan_to_num((x.astype(np.float32, copy=False) - mean) / std, nan=0.0)
 
 
 def shipped_checkpoint() -> Path:
@@ -590,7 +641,7 @@ def _floats(values: Any, what: str) -> list[float]:
     return out
 
 
-def _read_metadata(weights: Path, meta: dict[str, Any]) -> tuple[Any, ...]:
+def _read_metadata(weights: Path, meta: dict[str, Any], *, encoder: bool = True) -> tuple[Any, ...]:
     """``(config, bands, mean, std, threshold, chip_size)`` from checkpoint metadata.
 
     Raises:
@@ -654,12 +705,17 @@ def _read_metadata(weights: Path, meta: dict[str, Any]) -> tuple[Any, ...]:
             f"{weights}: the model takes {config.in_channels} input channels but the metadata "
             f"lists {len(bands)} bands; {_FIX}"
         )
+    if encoder:  # the encoder check imports smp and timm (and torch)
+        _check_checkpoint_encoder(weights, config)
+    return config, tuple(bands), mean, std, threshold, chip_size
+
+
+def _check_checkpoint_encoder(weights: Path, config: ModelConfig) -> None:
     try:
         if config.kind == "unet":
             check_encoder(config.encoder, what=f"{weights}: encoder")
     except InputError as err:
         raise CheckpointError(str(err)) from err
-    return config, tuple(bands), mean, std, threshold, chip_size
 
 
 def _misfit(want: dict[str, Any], got: dict[str, Any]) -> str:
@@ -685,7 +741,9 @@ def _first_conv_channels(model: nn.Module) -> int | None:
     return None
 
 
-def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> Checkpoint:
+def load_checkpoint(
+    path: str | Path, *, device: str | torch.device = "cpu", defer_model: bool = False
+) -> Checkpoint:
     """Load a checkpoint folder (or its ``model.safetensors``) without unpickling anything.
 
     Everything is checked here, before any work: the file is safetensors (no pickle), its
@@ -694,20 +752,21 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> 
     normalisation, the threshold a probability strictly between 0 and 1, the encoder one that
     can be built, and the weights fit the model and are finite.
 
+    With ``defer_model`` the metadata checks run here and the model is built (and its weights
+    checked) when :attr:`Checkpoint.model` is first read: a prediction that finds this exact
+    weights file's ONNX graph in its cache (:mod:`solarmap.inference`) never needs torch.
+
     Raises:
         CheckpointError: when missing, a pickle, corrupt, truncated or inconsistent; the
             message names the file and what to do.
     """
-    import torch
     from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
 
     weights = _weights_path(Path(path))
     _check_not_pickle(weights)
     try:
-        with safe_open(str(weights), framework="pt") as f:
+        with safe_open(str(weights), framework="numpy") as f:
             raw_meta = (f.metadata() or {}).get("solarmap")
-        state = load_file(str(weights), device=str(device))
     except (SafetensorError, OSError, ValueError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{weights}: corrupt or truncated checkpoint ({first})") from err
@@ -715,7 +774,45 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> 
         raise CheckpointError(f"{weights}: no solarmap metadata; not a solarmap checkpoint")
     meta = parse_metadata(raw_meta, source=weights)
     _check_readable_copy(weights, meta)
-    config, bands, mean, std, threshold, chip_size = _read_metadata(weights, meta)
+    config, bands, mean, std, threshold, chip_size = _read_metadata(
+        weights, meta, encoder=not defer_model
+    )
+
+    def build() -> nn.Module:
+        if defer_model:
+            _check_checkpoint_encoder(weights, config)
+        return _build_checked(weights, config, mean, std, device)
+
+    return Checkpoint(
+        model=Deferred(build) if defer_model else build(),
+        config=config,
+        bands=bands,
+        mean=mean,
+        std=std,
+        threshold=threshold,
+        chip_size=chip_size,
+        metadata={**meta, "path": str(weights.parent.resolve())},
+        weights=weights.resolve(),
+    )
+
+
+def _build_checked(
+    weights: Path,
+    config: ModelConfig,
+    mean: list[float],
+    std: list[float],
+    device: str | torch.device,
+) -> nn.Module:
+    """The model of ``config`` with the weights of ``weights``, checked to fit and be finite."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(weights), device=str(device))
+    except (SafetensorError, OSError, ValueError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{weights}: corrupt or truncated checkpoint ({first})") from err
     try:
         model = build_model(dataclasses.replace(config, encoder_weights=None), mean=mean, std=std)
     except InputError as err:
@@ -737,14 +834,4 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> 
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"{weights}: weights {bad[0]} hold NaN or infinite values; {_FIX}")
-    model.to(device).eval()
-    return Checkpoint(
-        model=model,
-        config=config,
-        bands=bands,
-        mean=mean,
-        std=std,
-        threshold=threshold,
-        chip_size=chip_size,
-        metadata={**meta, "path": str(weights.parent.resolve())},
-    )
+    return model.to(device).eval()

@@ -267,6 +267,8 @@ def _checkpoint_record(checkpoint: Checkpoint, ckpt_id: str) -> dict[str, Any]:
 
 def _prepare_model(checkpoint: Checkpoint, config: PredictConfig) -> tuple[Runner, str]:
     """The model's forward pass on ``config.device`` and ``config.engine``, and the engine."""
+    if config.device == "cpu":  # no torch needed to say so: a cached ONNX graph runs without
+        return runner(checkpoint, engine=config.engine, device="cpu")
     import torch
 
     dev = torch.device(config.device)
@@ -279,10 +281,7 @@ def _prepare_model(checkpoint: Checkpoint, config: PredictConfig) -> tuple[Runne
 
 def _forward(run: Runner, checkpoint: Checkpoint, batch: np.ndarray) -> np.ndarray:
     """``float32[N, B, S, S]`` reflectance → ``float32[N, S, S]`` probability."""
-    import torch
-
-    x = checkpoint.normalise(torch.from_numpy(batch)).numpy()
-    logits = run(x)
+    logits = run(checkpoint.normalise_array(batch))
     if logits.ndim == 4 and logits.shape[1] == 1:
         logits = logits[:, 0]
     if tuple(logits.shape) != (batch.shape[0], batch.shape[2], batch.shape[3]):
@@ -326,6 +325,8 @@ def _probability_band_tags(threshold: float) -> dict[str, str]:
 def _predict_to_cog(
     scene: SceneSource,
     checkpoint: Checkpoint,
+    run: Runner,
+    engine: str,
     path: Path,
     *,
     config: PredictConfig,
@@ -333,12 +334,10 @@ def _predict_to_cog(
     tags: dict[str, str],
     seconds: dict[str, float],
     stats: SceneStatistics | None,
-) -> tuple[_Counts, str]:
-    """Run the sliding window over ``scene`` and write the probability COG at ``path``;
-    accumulate the scene's band statistics into ``stats`` on the way, when given. Returns the
-    counts and the engine that ran the model."""
-    import torch
-
+) -> _Counts:
+    """Run the sliding window over ``scene`` with the forward pass ``run`` (on ``engine``) and
+    write the probability COG at ``path``; accumulate the scene's band statistics into
+    ``stats`` on the way, when given."""
     info = scene.info
     H, W = int(info.height), int(info.width)
     S, ov = config.window, config.overlap
@@ -353,7 +352,6 @@ def _predict_to_cog(
     # windows, and at the next batch's first column (the scene's end after the last).
     next_row = dict(zip(rows, [*rows[1:], H], strict=True))
     next_col = dict(zip(cols, [*cols[1:], W], strict=True))
-    run, engine = _prepare_model(checkpoint, config)
     counts = _Counts()
     n_batches = len(rows) * math.ceil(len(cols) / config.batch_size)
     log.info(
@@ -395,46 +393,45 @@ def _predict_to_cog(
         units=["probability"],
         style=probability_style(threshold=threshold),
     ) as dst:
-        with torch.inference_mode():
-            for k, chunk, row_done in track(
-                _batches(rows, cols, config.batch_size),
-                f"predict {info.scene_id}",
-                total=n_batches,
-            ):
-                r, c0 = rows[k], chunk[0]
+        for k, chunk, row_done in track(
+            _batches(rows, cols, config.batch_size),
+            f"predict {info.scene_id}",
+            total=n_batches,
+        ):
+            r, c0 = rows[k], chunk[0]
+            t = time.perf_counter()
+            span = chunk[-1] + S - c0
+            x, valid = read_padded(scene, Window(c0, r, span, S))
+            stack = np.stack([x[:, :, c - c0 : c - c0 + S] for c in chunk])
+            has_data = np.array([valid[:, c - c0 : c - c0 + S].any() for c in chunk])
+            seconds["read"] += time.perf_counter() - t
+            if stats is not None:  # each scene pixel once, from the read already made
                 t = time.perf_counter()
-                span = chunk[-1] + S - c0
-                x, valid = read_padded(scene, Window(c0, r, span, S))
-                stack = np.stack([x[:, :, c - c0 : c - c0 + S] for c in chunk])
-                has_data = np.array([valid[:, c - c0 : c - c0 + S].any() for c in chunk])
-                seconds["read"] += time.perf_counter() - t
-                if stats is not None:  # each scene pixel once, from the read already made
-                    t = time.perf_counter()
-                    h, w = min(next_row[r], H) - r, min(next_col[chunk[-1]], W) - c0
-                    stats.update(x[:, :h, :w], valid[:h, :w], row=r, col=c0)
-                    seconds["ood"] += time.perf_counter() - t
+                h, w = min(next_row[r], H) - r, min(next_col[chunk[-1]], W) - c0
+                stats.update(x[:, :h, :w], valid[:h, :w], row=r, col=c0)
+                seconds["ood"] += time.perf_counter() - t
 
-                counts.windows += len(chunk)
-                counts.windows_skipped += int((~has_data).sum())
-                if has_data.any():  # windows with no valid pixel skip the model
-                    t = time.perf_counter()
-                    prob = _forward(run, checkpoint, stack[has_data])
-                    seconds["forward"] += time.perf_counter() - t
+            counts.windows += len(chunk)
+            counts.windows_skipped += int((~has_data).sum())
+            if has_data.any():  # windows with no valid pixel skip the model
+                t = time.perf_counter()
+                prob = _forward(run, checkpoint, stack[has_data])
+                seconds["forward"] += time.perf_counter() - t
 
-                    t = time.perf_counter()
-                    used = [c for c, keep in zip(chunk, has_data, strict=True) if keep]
-                    for c, p in zip(used, prob, strict=True):
-                        wgt = weights(k > 0, k < len(rows) - 1, c > 0, c + S < W)
-                        acc[:, c : c + S] += wgt * p
-                        wsum[:, c : c + S] += wgt
-                    valid_acc[:, c0 : c0 + span] |= valid
-                    seconds["blend"] += time.perf_counter() - t
+                t = time.perf_counter()
+                used = [c for c, keep in zip(chunk, has_data, strict=True) if keep]
+                for c, p in zip(used, prob, strict=True):
+                    wgt = weights(k > 0, k < len(rows) - 1, c > 0, c + S < W)
+                    acc[:, c : c + S] += wgt * p
+                    wsum[:, c : c + S] += wgt
+                valid_acc[:, c0 : c0 + span] |= valid
+                seconds["blend"] += time.perf_counter() - t
 
-                if row_done:
-                    if k < len(rows) - 1:
-                        flush(dst, r, rows[k + 1] - r)
-                    else:
-                        flush(dst, r, min(S, H - r))
+            if row_done:
+                if k < len(rows) - 1:
+                    flush(dst, r, rows[k + 1] - r)
+                else:
+                    flush(dst, r, min(S, H - r))
         if counts.valid_pixels == 0:
             raise InputError(
                 f"{info.source}: scene has no valid pixel (all no data or masked); "
@@ -442,7 +439,7 @@ def _predict_to_cog(
             )
         t = time.perf_counter()
     seconds["write"] += time.perf_counter() - t  # COG conversion with overviews
-    return counts, engine
+    return counts
 
 
 # --------------------------------------------------------------------------------------------
@@ -516,12 +513,18 @@ def predict_scene(
     if info.date:
         tags["DATETIME"] = str(info.date)
 
+    # the model (built now if deferred, its weights checked) or its ONNX graph, before any
+    # output exists: a bad checkpoint leaves nothing, and torch is imported (when it is
+    # needed) before the first file, not in the middle of writing one
+    run, engine = _prepare_model(checkpoint, config)
     out = Path(out)
     inputs = [p for p in (info.source, checkpoint.metadata.get("path")) if p]
     with output_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
-        counts, engine = _predict_to_cog(
+        counts = _predict_to_cog(
             scene,
             checkpoint,
+            run,
+            engine,
             tmp / PROBABILITY_FILE,
             config=config,
             threshold=threshold,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,9 @@ import rasterio
 from affine import Affine
 
 from solarmap.bands import BANDS
+
+# Exported ONNX graphs go to a folder of this test session, not the user's cache.
+os.environ.setdefault("SOLARMAP_CACHE_DIR", tempfile.mkdtemp(prefix="solarmap-test-cache-"))
 
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 AUSTRIA = REALDATA / "austria-s2-2022"

@@ -511,7 +511,9 @@ def predict(
     )
     checkpoint = _checkpoint_or_shipped(checkpoint)
     check_output_dir(out, overwrite=overwrite, inputs=[scene, checkpoint])
-    ckpt = load_checkpoint(checkpoint)
+    # the model is built (and its weights checked) only if no cached ONNX graph of these
+    # exact weights runs it: then predict needs no torch (solarmap.inference)
+    ckpt = load_checkpoint(checkpoint, defer_model=True)
     with open_scene(scene, scl=scl, options=scene_options) as src:
         res = predict_scene(src, ckpt, out, config=cfg, overwrite=overwrite)
     typer.echo(f"probability: {res.probability}")
