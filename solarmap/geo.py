@@ -9,6 +9,7 @@ name in the destination folder and rename on success. Also the one home of the e
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -534,6 +535,15 @@ def jsonable(obj: Any, *, nonfinite_as_none: bool = False) -> Any:
     if isinstance(obj, np.ndarray) or hasattr(obj, "detach"):  # a numpy array or a tensor
         return jsonable(obj.tolist(), nonfinite_as_none=nonfinite_as_none)
     return obj
+
+
+def sha256_file(path: PathLike) -> str:
+    """The SHA-256 of a file's bytes, hex (what ``sha256sum`` prints), read 1 MiB at a time."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_json(path: PathLike, obj: Any) -> Path:

@@ -21,7 +21,6 @@ pinned at 2.14, which has both).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
@@ -108,11 +107,9 @@ def cache_dir() -> Path:
 
 
 def _digest(weights: Path) -> str:
-    h = hashlib.sha256()
-    with weights.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from solarmap.geo import sha256_file
+
+    return sha256_file(weights)
 
 
 def threads() -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import html
 import io
 import json
@@ -669,15 +668,8 @@ def _checkpoints(runs: Sequence[Run]) -> list[Path]:
     return found
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _checkpoint_section(page: _Page, runs: Sequence[Run]) -> None:
+    from solarmap.geo import sha256_file
     from solarmap.model import META_FILE, WEIGHTS_FILE
 
     parts = []
@@ -690,7 +682,7 @@ def _checkpoint_section(page: _Page, runs: Sequence[Run]) -> None:
             f"<h3>{_e(page.shown(p))}</h3>"
             + _pairs(
                 [
-                    (f"sha256 of {WEIGHTS_FILE}", _sha256(p / WEIGHTS_FILE)),
+                    (f"sha256 of {WEIGHTS_FILE}", sha256_file(p / WEIGHTS_FILE)),
                     ("model", f"{model.get('kind', 'unet')} / {model.get('encoder')}"),
                     ("bands", ", ".join(map(str, meta.get("bands") or []))),
                     ("threshold", meta.get("threshold")),
