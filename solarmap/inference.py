@@ -4,9 +4,12 @@
 ``float32[N, 1, S, S]`` as an array, for a checkpoint and an engine:
 
 - ``"torch"``: the checkpoint's module, eager, under ``torch.inference_mode``;
-- ``"onnx"``: the module exported to ONNX once per process (kept per model) and run by ONNX
-  Runtime's CPU provider with as many intra-op threads as torch uses here
-  (``torch.get_num_threads()``, which the front door or a survey worker sets);
+- ``"onnx"``: the module exported to ONNX and run by ONNX Runtime's CPU provider with as many
+  intra-op threads as torch uses here (``torch.get_num_threads()``, which the front door or a
+  survey worker sets; the process's cores when torch is not loaded). A session is kept per
+  process and model, and the graph of a checkpoint read from a file is cached on disk under
+  the SHA-256 of that file (:func:`cache_dir`): a later process runs it without building the
+  model or importing torch (see ``load_checkpoint(defer_model=True)``);
 - ``"auto"`` (the default): ``"onnx"`` on the CPU when ONNX Runtime is installed and the model
   exports, else ``"torch"`` (said in the log).
 
