@@ -438,9 +438,14 @@ def reliance(cf: Mapping[str, float]) -> float:
     lost when the ring and the context are replaced by neutral land, or the score the ring and
     context raise without the object, both relative to the object's score; 1 for an object its
     own window does not find solar (the score comes from land beyond the window)."""
-    if cf.get("detected_in_window", 1.0) == 0.0:
+    if _beyond_window(cf):
         return 1.0
     return max(1 - cf["kept_bare"], cf["cue"])
+
+
+def _beyond_window(cf: Mapping[str, float]) -> bool:
+    """Whether the object's own window does not find it solar (see :func:`counterfactuals`)."""
+    return cf.get("detected_in_window", 1.0) == 0.0
 
 
 def judge(
@@ -455,7 +460,7 @@ def judge(
         "implausible_bands": bool(bands and bands["non_separating"] > cfg.implausible_bands),
         "unfaithful_map": bool(deletion["ratio"] < cfg.unfaithful_map),
     }
-    if flags["context_reliance"] and cf.get("detected_in_window", 1.0) == 0.0:
+    if flags["context_reliance"] and _beyond_window(cf):
         verdict = (
             f"is not solar in its own window (p {cf['p_object']:.2f}): rests on land beyond "
             "it, not on the panels"

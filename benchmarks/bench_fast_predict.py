@@ -7,8 +7,9 @@ overlapping windows, write a plain GeoTIFF and polygonize it. Each run is one fr
 ``--repeats`` times and the fastest of each is kept, so the ratios come from one sitting.
 
 Printed per run: wall seconds, the ratio baseline / run, pixel IoU against the region's truth
-at the checkpoint's threshold, and for `solarmap predict` the IoU of its solar mask with the
-PyTorch engine's (the output it gave before ONNX Runtime became the default).
+at the checkpoint's threshold (as `solarmap evaluate` scores it: no-data pixels left out),
+and for `solarmap predict` the IoU of its solar mask with the PyTorch engine's (the output it
+gave before ONNX Runtime became the default).
 
     python benchmarks/bench_fast_predict.py [--workdir DIR] [--size 3072] [--checkpoint CKPT]
         [--repeats 2]
@@ -95,7 +96,10 @@ def solar(path: Path, threshold: float) -> np.ndarray:
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max((a | b).sum(), 1))
+    """IoU of two solar masks (the project's formula, :func:`train.evaluate.iou_score`)."""
+    from train.evaluate import iou_score
+
+    return float(iou_score(int((a & b).sum()), int((a & ~b).sum()), int((~a & b).sum())))
 
 
 def main() -> None:
@@ -109,10 +113,8 @@ def main() -> None:
     if args.baseline:
         baseline(*args.baseline)
         return
-    from rasterio.features import rasterize
-
-    from solarmap.geo import read_vector
     from solarmap.model import shipped_checkpoint
+    from train.evaluate import evaluate_prediction
 
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -140,14 +142,14 @@ def main() -> None:
         for name, cmd in runs.items():
             walls[name].append(run(cmd))
     threshold = json.loads((work / "onnx" / "predict.json").read_text())["threshold"]
-    import rasterio
-
-    with rasterio.open(scene) as ds:
-        shape_, transform = (ds.height, ds.width), ds.transform
-        truth_gdf = read_vector(region / "truth.gpkg").to_crs(ds.crs)
-    truth = rasterize(truth_gdf.geometry, out_shape=shape_, transform=transform).astype(bool)
-    masks = {k: solar(work / d / "probability.tif", threshold)
-             for k, d in zip(runs, ("baseline", "torch", "onnx"), strict=True)}  # fmt: skip
+    folders = dict(zip(runs, ("baseline", "torch", "onnx"), strict=True))
+    masks = {k: solar(work / d / "probability.tif", threshold) for k, d in folders.items()}
+    truth_iou = {  # as `solarmap evaluate` scores it: truth rasterized by the centre rule
+        k: evaluate_prediction(
+            work / d / "probability.tif", region / "truth.gpkg", threshold=threshold
+        )["pixel"]["iou"]
+        for k, d in folders.items()
+    }
     base = min(walls["plain sliding window (baseline)"])
     torch_mask = masks["solarmap predict --engine torch"]
     rows: list[dict[str, Any]] = []
@@ -159,7 +161,7 @@ def main() -> None:
         wall = min(walls[name])
         row = {
             "run": name, "walls": walls[name], "wall": wall, "speedup": base / wall,
-            "iou_truth": iou(masks[name], truth), "iou_torch": iou(masks[name], torch_mask),
+            "iou_truth": truth_iou[name], "iou_torch": iou(masks[name], torch_mask),
         }  # fmt: skip
         rows.append(row)
         print(f"| {name} | {wall:.1f} | {base / wall:.2f} | {row['iou_truth']:.3f} | "

@@ -32,7 +32,7 @@ from pyproj.exceptions import CRSError
 from shapely.geometry import MultiPolygon, Polygon, box
 from shapely.geometry.base import BaseGeometry
 
-from solarmap.errors import InputError, InputFileError, LabelError
+from solarmap.errors import InputError, InputFileError, LabelError, first_line
 from solarmap.geo import check_vector_crs, is_lonlat_bounds, read_vector
 
 log = logging.getLogger(__name__)
@@ -81,12 +81,12 @@ def labels_from_xml(path: str | Path) -> gpd.GeoDataFrame:
         raise LabelError(f"{p}: no solar features in this OSM file; {_TAG_HINT}") from err
     except (ET.ParseError, SAXException, UnicodeDecodeError, EOFError, OSError) as err:
         raise InputFileError(
-            f"{p}: not an OSM XML file ({_first_line(err)}); give an .osm file exported from "
+            f"{p}: not an OSM XML file ({first_line(err)}); give an .osm file exported from "
             "OpenStreetMap or Overpass"
         ) from err
     except (KeyError, TypeError) as err:  # an element lacks lat/lon, a member ref...
         raise InputFileError(
-            f"{p}: malformed OSM XML (missing {_first_line(err)}); re-export the file"
+            f"{p}: malformed OSM XML (missing {first_line(err)}); re-export the file"
         ) from err
     log.info("read %d power features from %s, bounds %s", len(gdf), p, _bounds_text(gdf))
     return gdf
@@ -408,7 +408,7 @@ def _query_overpass(
         raise LabelError(f"no solar features in {where}; {_TAG_HINT}") from err
     except (requests.RequestException, ResponseStatusCodeError) as err:
         raise LabelError(
-            f"could not get OSM features for {where} from {url} ({_first_line(err)}); check "
+            f"could not get OSM features for {where} from {url} ({first_line(err)}); check "
             "osmnx.settings.overpass_url and the network, or give a label file instead"
         ) from err
     log.info("received %d power features, bounds %s", len(gdf), _bounds_text(gdf))
@@ -505,8 +505,3 @@ def _fmt_bounds(bounds: tuple[float, ...]) -> str:
 
 def _bounds_text(gdf: gpd.GeoDataFrame) -> str:
     return _fmt_bounds(tuple(gdf.total_bounds)) if len(gdf) else "(empty)"
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

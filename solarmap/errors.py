@@ -8,6 +8,13 @@ was wrong and what to do about it.
 from __future__ import annotations
 
 
+def first_line(err: BaseException, *, limit: int | None = None) -> str:
+    """The first line of an exception's message (at most ``limit`` characters), or its type's
+    name when it has none: what a one-line error quotes of the library error behind it."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__
+
+
 class SolarmapError(Exception):
     """Base class of every error solarmap raises for bad input or bad state."""
 

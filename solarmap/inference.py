@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 
-from solarmap.errors import InputError, SolarmapError
+from solarmap.errors import InputError, SolarmapError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -147,8 +147,9 @@ def _session(checkpoint: Checkpoint) -> Any:
     neither torch nor the model."""
     n = threads()
     digest = _digest(checkpoint.weights) if checkpoint.weights is not None else None
+    store: Any = _BY_DIGEST if digest is not None else _SESSIONS
     key: Any = digest if digest is not None else checkpoint.model
-    cached = _BY_DIGEST.get(key) if digest is not None else _SESSIONS.get(key)
+    cached = store.get(key)
     if cached is not None and cached[0] == n:
         return cached[1]
     path = cache_dir() / f"{digest}-opset{OPSET}.onnx" if digest is not None else None
@@ -170,10 +171,7 @@ def _session(checkpoint: Checkpoint) -> Any:
         _check_same(session, model, len(checkpoint.bands))
         if path is not None:
             _store(path, data)
-    if digest is not None:
-        _BY_DIGEST[digest] = (n, session)
-    else:
-        _SESSIONS[checkpoint.model] = (n, session)
+    store[key] = (n, session)
     return session
 
 
@@ -228,12 +226,12 @@ def runner(
             raise
         except Exception as err:  # any exporter or runtime failure: say it, then fall back
             _reraise_interrupt(err)
+            why = first_line(err, limit=200)
             if engine == "onnx":
                 raise InputError(
-                    f"--engine onnx: this model does not export to ONNX ({_first_line(err)}); "
-                    "use --engine torch"
+                    f"--engine onnx: this model does not export to ONNX ({why}); use --engine torch"
                 ) from err
-            log.info("model does not export to ONNX (%s); running it in PyTorch", _first_line(err))
+            log.info("model does not export to ONNX (%s); running it in PyTorch", why)
         else:
 
             def run_onnx(x: np.ndarray) -> np.ndarray:
@@ -265,8 +263,3 @@ def _reraise_interrupt(err: BaseException) -> None:
         if not isinstance(e, Exception):
             raise e
         e = e.__cause__ or e.__context__
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__

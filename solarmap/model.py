@@ -26,7 +26,7 @@ import numpy as np
 
 import solarmap
 from solarmap.bands import BANDS
-from solarmap.errors import CheckpointError, InputError, SolarmapError
+from solarmap.errors import CheckpointError, InputError, SolarmapError, first_line
 from solarmap.geo import atomic_path, make_folder, write_json
 from solarmap.indices import BandNorm, check_indices
 from solarmap.ood import METADATA_KEY as OOD_STATS_KEY
@@ -641,7 +641,7 @@ def _floats(values: Any, what: str) -> list[float]:
     return out
 
 
-def _read_metadata(weights: Path, meta: dict[str, Any], *, encoder: bool = True) -> tuple[Any, ...]:
+def _read_metadata(weights: Path, meta: dict[str, Any]) -> tuple[Any, ...]:
     """``(config, bands, mean, std, threshold, chip_size)`` from checkpoint metadata.
 
     Raises:
@@ -705,12 +705,12 @@ def _read_metadata(weights: Path, meta: dict[str, Any], *, encoder: bool = True)
             f"{weights}: the model takes {config.in_channels} input channels but the metadata "
             f"lists {len(bands)} bands; {_FIX}"
         )
-    if encoder:  # the encoder check imports smp and timm (and torch)
-        _check_checkpoint_encoder(weights, config)
     return config, tuple(bands), mean, std, threshold, chip_size
 
 
 def _check_checkpoint_encoder(weights: Path, config: ModelConfig) -> None:
+    """The encoder check of a checkpoint, apart from :func:`_read_metadata`: it imports smp
+    and timm (and torch), so a deferred model runs it only when it is built."""
     try:
         if config.kind == "unet":
             check_encoder(config.encoder, what=f"{weights}: encoder")
@@ -768,19 +768,15 @@ def load_checkpoint(
         with safe_open(str(weights), framework="numpy") as f:
             raw_meta = (f.metadata() or {}).get("solarmap")
     except (SafetensorError, OSError, ValueError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"{weights}: corrupt or truncated checkpoint ({first})") from err
+        raise _corrupt(weights, err) from err
     if raw_meta is None:
         raise CheckpointError(f"{weights}: no solarmap metadata; not a solarmap checkpoint")
     meta = parse_metadata(raw_meta, source=weights)
     _check_readable_copy(weights, meta)
-    config, bands, mean, std, threshold, chip_size = _read_metadata(
-        weights, meta, encoder=not defer_model
-    )
+    config, bands, mean, std, threshold, chip_size = _read_metadata(weights, meta)
 
     def build() -> nn.Module:
-        if defer_model:
-            _check_checkpoint_encoder(weights, config)
+        _check_checkpoint_encoder(weights, config)
         return _build_checked(weights, config, mean, std, device)
 
     return Checkpoint(
@@ -794,6 +790,10 @@ def load_checkpoint(
         metadata={**meta, "path": str(weights.parent.resolve())},
         weights=weights.resolve(),
     )
+
+
+def _corrupt(weights: Path, err: BaseException) -> CheckpointError:
+    return CheckpointError(f"{weights}: corrupt or truncated checkpoint ({first_line(err)})")
 
 
 def _build_checked(
@@ -811,8 +811,7 @@ def _build_checked(
     try:
         state = load_file(str(weights), device=str(device))
     except (SafetensorError, OSError, ValueError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"{weights}: corrupt or truncated checkpoint ({first})") from err
+        raise _corrupt(weights, err) from err
     try:
         model = build_model(dataclasses.replace(config, encoder_weights=None), mean=mean, std=std)
     except InputError as err:

@@ -267,15 +267,18 @@ def _checkpoint_record(checkpoint: Checkpoint, ckpt_id: str) -> dict[str, Any]:
 
 def _prepare_model(checkpoint: Checkpoint, config: PredictConfig) -> tuple[Runner, str]:
     """The model's forward pass on ``config.device`` and ``config.engine``, and the engine."""
-    if config.device == "cpu":  # no torch needed to say so: a cached ONNX graph runs without
-        return runner(checkpoint, engine=config.engine, device="cpu")
-    import torch
+    if config.device != "cpu":  # the CPU needs no torch to say so: a cached graph runs without
+        import torch
 
-    dev = torch.device(config.device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {config.device!r} asked for but CUDA is not available; use 'cpu'")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError(f"device {config.device!r} asked for but MPS is not available; use 'cpu'")
+        dev = torch.device(config.device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(
+                f"device {config.device!r} asked for but CUDA is not available; use 'cpu'"
+            )
+        if dev.type == "mps" and not torch.backends.mps.is_available():
+            raise InputError(
+                f"device {config.device!r} asked for but MPS is not available; use 'cpu'"
+            )
     return runner(checkpoint, engine=config.engine, device=config.device)
 
 

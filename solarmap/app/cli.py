@@ -781,14 +781,9 @@ def audit(
     from data_prep.sentinel2 import open_scene
     from solarmap.geo import check_output_dir, require_file
     from solarmap.model import load_checkpoint
+    from solarmap.predict import REPORT_FILE, recorded_threshold
 
-    if (
-        threshold is None
-        and target is not None
-        and (Path(target).parent / "predict.json").is_file()
-    ):
-        from solarmap.predict import recorded_threshold
-
+    if threshold is None and target is not None and (Path(target).parent / REPORT_FILE).is_file():
         threshold = recorded_threshold(Path(target).parent)
     cfg = AuditConfig(
         ring_m=ring_m,

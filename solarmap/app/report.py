@@ -35,12 +35,13 @@ import numpy as np
 
 import solarmap
 from solarmap.errors import InputError, InputFileError
+from solarmap.predict import REPORT_FILE as PREDICT_RECORD
 
 log = logging.getLogger(__name__)
 
 #: The record each command writes into its output folder, by run kind.
 RECORDS: Final = {
-    "predict": "predict.json",
+    "predict": PREDICT_RECORD,
     "explain": "explain.json",
     "audit": "audit.json",
     "sanity": "sanity.json",
@@ -568,9 +569,9 @@ def _audit_section(page: _Page, run: Run) -> None:
     ]
     explanation = _locate(rec.get("explanation"), run.folder)
     panels = {}
-    if explanation is not None and (explanation / "explain.json").is_file():
+    if explanation is not None and (explanation / RECORDS["explain"]).is_file():
         panels = _explanation_panels(
-            explanation, _read_record(explanation / "explain.json").get("targets") or []
+            explanation, _read_record(explanation / RECORDS["explain"]).get("targets") or []
         )
     for o in rec.get("objects") or []:
         flags = o.get("flags") or {}
