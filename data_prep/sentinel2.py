@@ -73,7 +73,7 @@ __all__ = [
     "read_scene",
 ]
 
-SceneForm = Literal["geotiff", "folder", "safe"]
+SceneForm = Literal["geotiff", "folder", "safe", "composite"]
 
 #: ``Scene.read(None)`` refuses scenes with more pixels than this unless ``allow_full=True``.
 MAX_FULL_READ_PIXELS: Final[int] = 4096 * 4096
