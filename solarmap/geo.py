@@ -900,3 +900,98 @@ def polygonize_mask(
             solar.astype(np.uint8), mask=solar, transform=transform, connectivity=connectivity
         )
     ]
+
+
+def write_vrt(
+    path: PathLike,
+    sources: Sequence[PathLike],
+    *,
+    description: str = "",
+    style: RasterStyle | None = None,
+) -> Path:
+    """A mosaic of one-band rasters on one grid (same CRS, pixel size and alignment) as a GDAL
+    VRT, atomically, with the sources named relative to it and an optional QGIS style beside.
+
+    rasterio has no VRT builder and the GDAL Python bindings are not a dependency, so the
+    (small, documented) VRT XML is written here; GDAL opens it like any raster.
+
+    Raises:
+        InputError: if there are no sources or they do not share a grid.
+    """
+    import xml.etree.ElementTree as ET
+
+    p = Path(path)
+    if not sources:
+        raise InputError(f"{p}: no rasters to mosaic")
+    metas = []
+    for s in sources:
+        with open_raster(s) as ds:
+            metas.append(
+                (
+                    Path(s),
+                    ds.crs,
+                    ds.transform,
+                    ds.width,
+                    ds.height,
+                    ds.dtypes[0],
+                    ds.nodata,
+                    ds.block_shapes[0],
+                )
+            )
+    crs, t0 = metas[0][1], metas[0][2]
+    res_x, res_y = t0.a, t0.e
+    for s, c, t, *_ in metas:
+        if c != crs or (t.a, t.e, t.b, t.d) != (res_x, res_y, 0.0, 0.0):
+            raise InputError(f"{s}: not on the grid of {metas[0][0]}; a mosaic needs one grid")
+    left = min(t.c for _, _, t, *_ in metas)
+    top = max(t.f for _, _, t, *_ in metas)
+    right = max(t.c + w * res_x for _, _, t, w, *_ in metas)
+    bottom = min(t.f + h * res_y for _, _, t, _, h, *_ in metas)
+    width, height = round((right - left) / res_x), round((bottom - top) / res_y)
+    gdal_type = {"float32": "Float32", "uint8": "Byte", "uint16": "UInt16", "float64": "Float64"}
+    dtype = gdal_type[metas[0][5]]
+    root = ET.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
+    ET.SubElement(root, "SRS", dataAxisToSRSAxisMapping="1,2").text = crs.to_wkt()
+    ET.SubElement(root, "GeoTransform").text = ", ".join(
+        repr(float(v)) for v in (left, res_x, 0.0, top, 0.0, res_y)
+    )
+    band = ET.SubElement(root, "VRTRasterBand", dataType=dtype, band="1")
+    nodata = metas[0][6]
+    if nodata is not None:
+        ET.SubElement(band, "NoDataValue").text = "nan" if np.isnan(nodata) else repr(nodata)
+    if description:
+        ET.SubElement(band, "Description").text = description
+    ET.SubElement(band, "ColorInterp").text = "Gray"
+    for s, _, t, w, h, _, _, (bh, bw) in metas:
+        src = ET.SubElement(band, "SimpleSource")
+        rel = os.path.relpath(s.resolve(), p.resolve().parent)
+        ET.SubElement(src, "SourceFilename", relativeToVRT="1").text = rel
+        ET.SubElement(src, "SourceBand").text = "1"
+        ET.SubElement(
+            src,
+            "SourceProperties",
+            RasterXSize=str(w),
+            RasterYSize=str(h),
+            DataType=dtype,
+            BlockXSize=str(bw),
+            BlockYSize=str(bh),
+        )
+        ET.SubElement(src, "SrcRect", xOff="0", yOff="0", xSize=str(w), ySize=str(h))
+        ET.SubElement(
+            src,
+            "DstRect",
+            xOff=str(round((t.c - left) / res_x)),
+            yOff=str(round((t.f - top) / res_y)),
+            xSize=str(w),
+            ySize=str(h),
+        )
+    ET.indent(root)
+    with contextlib.ExitStack() as stack:
+        if style is not None:
+            sidecar = stack.enter_context(atomic_path(p.with_suffix(".qml")))
+        tmp = stack.enter_context(atomic_path(p))
+        tmp.write_text(ET.tostring(root, encoding="unicode") + "\n")
+        if style is not None:
+            with rasterio.open(tmp) as ds:  # beside the final name: the sources resolve
+                sidecar.write_text(style(ds))
+    return p

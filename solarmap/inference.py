@@ -115,9 +115,23 @@ def _digest(weights: Path) -> str:
     return sha256_file(weights)
 
 
+_THREADS: list[int] = []  # set_threads' setting, when one was made
+
+
+def set_threads(n: int) -> None:
+    """Run every later session (and torch, once loaded or already) on ``n`` intra-op threads:
+    the front door's call, e.g. a survey worker sharing the machine's cores with others."""
+    _THREADS[:] = [max(1, int(n))]
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(_THREADS[0])
+
+
 def threads() -> int:
-    """The intra-op threads a session gets: torch's setting when torch is loaded (the front
-    door or a survey worker sets it), else the cores this process may run on."""
+    """The intra-op threads a session gets: :func:`set_threads`' number when it was called,
+    else torch's setting when torch is loaded (the front door sets it), else the cores this
+    process may run on."""
+    if _THREADS:
+        return _THREADS[0]
     if "torch" in sys.modules:
         return int(sys.modules["torch"].get_num_threads())
     try:

@@ -930,6 +930,103 @@ def report(
     _next(f"open {_q(res.path)} in a browser")
 
 
+@app.command(short_help="Every solar farm in a region, per period: STAC imagery, tiles on Dask.")
+def survey(
+    region: Annotated[
+        str,
+        typer.Option(
+            help="The area: west,south,east,north in degrees, a polygon file (GeoJSON, "
+            "GeoPackage...) or a place name (looked up online)."
+        ),
+    ],
+    dates: Annotated[
+        list[str],
+        typer.Option(
+            "--dates",
+            help="A period to composite (repeatable): 2022, 2022-Q3, 2022-07 or "
+            "2022-01-15/2022-04-30.",
+        ),
+    ],
+    catalog: Annotated[
+        str,
+        typer.Option(help="STAC API URL, or a local static catalog (catalog.json or its folder)."),
+    ],
+    out: Annotated[Path, typer.Option(help="Survey folder; rerun into it to resume.")],
+    checkpoint: CheckpointOption = None,
+    collection: Annotated[str, typer.Option(help="The L2A collection.")] = "sentinel-2-l2a",
+    max_cloud: Annotated[float, typer.Option(help="Skip items cloudier than this, %.")] = 80.0,
+    tile_px: Annotated[int, typer.Option(help="Tile side in 10 m pixels.")] = 1024,
+    halo: Annotated[int, typer.Option(help="Context pixels around each tile.")] = 32,
+    workers: Annotated[int, typer.Option(help="Worker processes of the local cluster.")] = 1,
+    threads: Annotated[
+        int, typer.Option(help="Model threads per worker (0: the cores shared among workers).")
+    ] = 0,
+    scheduler: Annotated[
+        str | None, typer.Option(help="An existing Dask scheduler, tcp://HOST:PORT.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for a server.")] = 20.0,
+    retries: Annotated[int, typer.Option(help="Times a failed request is retried.")] = 2,
+    sign: Annotated[
+        str | None,
+        typer.Option(help="module:function that rewrites each asset URL (URL signing)."),
+    ] = None,
+    units: Annotated[
+        Path | None, typer.Option(help="Admin units (polygons) to count farms by.")
+    ] = None,
+    units_field: Annotated[
+        str | None, typer.Option(help="The units' name column (default: the first text one).")
+    ] = None,
+    min_area: Annotated[float, typer.Option(help="Drop farms smaller than this, m².")] = 0.0,
+    engine: Annotated[str, typer.Option(help="What runs the model: auto, onnx or torch.")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing survey in --out.")] = False,
+) -> None:
+    """Survey a region: search Sentinel-2 L2A in a STAC catalog, composite each tile's clear
+    observations per period, map solar farms tile by tile on Dask, and merge the tiles into
+    probability mosaics, one GeoPackage of farms, a summary and a STAC catalog. Rerunning
+    the same command resumes: finished tiles are not computed again, failed ones are."""
+    from solarmap.app.survey import SurveyConfig
+    from solarmap.app.survey import survey as run_survey
+    from solarmap.inference import check_engine
+
+    check_engine(engine)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cfg = SurveyConfig(
+        region=region,
+        dates=tuple(dates),
+        catalog=catalog,
+        checkpoint=str(checkpoint) if checkpoint else None,
+        collection=collection,
+        max_cloud=max_cloud,
+        timeout_s=timeout,
+        retries=retries,
+        sign=sign or "",
+        tile_px=tile_px,
+        halo_px=halo,
+        workers=workers,
+        threads=threads or max(1, (cores or 1) // max(1, workers)),
+        scheduler=scheduler,
+        min_area_m2=min_area,
+        engine=engine,
+        units=str(units) if units else None,
+        units_field=units_field,
+    )
+    cfg.source()  # the catalog options, checked before anything runs
+    res = run_survey(cfg, out, overwrite=overwrite)
+    states = ", ".join(f"{n} {s}" for s, n in sorted(res.states.items()))
+    typer.echo(f"tiles:       {states}")
+    typer.echo(f"solar farms: {out / 'solar_farms.gpkg'} ({res.farms})")
+    typer.echo(f"summary:     {out / 'summary.json'}")
+    if res.failed:
+        first = next(iter(res.failed.items()))
+        print(
+            f"solarmap: {len(res.failed)} tile(s) failed (first: {first[0]}: {first[1]}); rerun "
+            "the same command to retry them",
+            file=sys.stderr,
+        )
+        raise typer.Exit(1)
+    _next(f"open {_q(out / 'solar_farms.gpkg')} and {_q(out / 'mosaic')} in QGIS")
+
+
 def _compare_name(path: Path, i: int) -> str:
     """A folder name for a compared checkpoint: ``a_<name>`` / ``b_<name>``."""
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.resolve().name) or "checkpoint"
@@ -941,7 +1038,7 @@ def main(argv: list[str] | None = None) -> int:
     SIGINT / SIGTERM into ``solarmap: interrupted`` and exit code 130 / 143."""
     try:
         with signals_unwind():
-            app(args=argv, prog_name="solarmap", standalone_mode=False)
+            code = app(args=argv, prog_name="solarmap", standalone_mode=False)
     except Interrupted as err:
         print("solarmap: interrupted", file=sys.stderr)
         return 128 + err.signum
@@ -964,4 +1061,4 @@ def main(argv: list[str] | None = None) -> int:
         where = ctx.command_path or "solarmap"
         print(f"solarmap: error: {message().rstrip('.')}; see `{where} --help`", file=sys.stderr)
         return int(getattr(err, "exit_code", 2))
-    return 0
+    return code if isinstance(code, int) else 0  # typer.Exit(n) comes back as n

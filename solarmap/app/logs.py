@@ -7,6 +7,7 @@ files, CI) they are plain lines, one per record and never wrapped, so scripts ca
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from rich.logging import RichHandler
@@ -32,5 +33,9 @@ def configure_logging(verbosity: int) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    lib_level = level if verbosity >= 2 else max(level, logging.WARNING)
+    # distributed configures its own loggers when imported (INFO, not propagated), from dask's
+    # config, which this sets for this process and the worker processes it starts
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = logging.getLevelName(lib_level).lower()
     for noisy in ("rasterio", "fiona", "pyogrio", "matplotlib", "urllib3", "PIL", "distributed"):
         logging.getLogger(noisy).setLevel(level if verbosity >= 2 else max(level, logging.WARNING))

@@ -20,6 +20,7 @@ from data_prep.stac import (
     TileGrid,
     composite_tile,
     item_encoding,
+    nanmedian_first_axis,
     search_items,
 )
 from data_prep.synthetic import RegionConfig, generate_region
@@ -223,3 +224,15 @@ def test_source_options_are_checked() -> None:
         StacSource("x", sign="no_such_module:fn")
     with pytest.raises(ValueError, match="no such file"):
         search_items(StacSource("/nonexistent/catalog.json"), [0, 0, 1, 1], DEC, FEB)
+
+
+def test_median_of_the_clear_observations_equals_numpy_nanmedian() -> None:
+    rng = np.random.default_rng(3)
+    for t in (1, 2, 3, 6):
+        x = rng.random((t, 40, 50)).astype(np.float32)
+        x[rng.random(x.shape) < 0.4] = np.nan
+        with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+            want = np.nanmedian(x, axis=0)
+        got = nanmedian_first_axis(x)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
