@@ -562,7 +562,8 @@ def write_text(path: PathLike, text: str) -> Path:
     return p
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this id runs (ours or, as far as signals can tell, anyone's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -582,7 +583,7 @@ def remove_stale_partials(path: PathLike) -> list[Path]:
     removed = []
     for stale in sorted(p.parent.glob(f".{glob_escape(p.name)}.*.partial")):
         owner = stale.name[len(p.name) + 2 :].partition("-")[0]
-        if not owner.isdigit() or _process_alive(int(owner)):
+        if not owner.isdigit() or process_alive(int(owner)):
             continue
         shutil.rmtree(stale, ignore_errors=True)
         log.warning("removed %s, left half-written by process %s, which is gone", stale, owner)
@@ -596,7 +597,7 @@ def live_writer(path: PathLike) -> int | None:
     p = Path(path)
     for partial in sorted(p.parent.glob(f".{glob_escape(p.name)}.*.partial")):
         owner = partial.name[len(p.name) + 2 :].partition("-")[0]
-        if owner.isdigit() and int(owner) != os.getpid() and _process_alive(int(owner)):
+        if owner.isdigit() and int(owner) != os.getpid() and process_alive(int(owner)):
             return int(owner)
     return None
 

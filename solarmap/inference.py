@@ -256,6 +256,8 @@ def runner(
 
     import torch
 
+    if _THREADS:  # set before torch was loaded
+        torch.set_num_threads(_THREADS[0])
     dev = torch.device(device)
     model = checkpoint.model.to(dev).eval()
 

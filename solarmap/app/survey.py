@@ -29,6 +29,7 @@ import functools
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import time
@@ -59,6 +60,7 @@ TILE_PX: Final = 1024
 #: Pixels of imagery around each tile the model sees but the tile's outputs leave out.
 HALO_PX: Final = 32
 MANIFEST_FILE: Final = "manifest.json"
+LOCK_FILE: Final = ".survey.pid"
 SURVEY_FILE: Final = "survey.json"
 TILE_RECORD: Final = "tile.json"
 FARMS_FILE: Final = "solar_farms.gpkg"
@@ -170,6 +172,11 @@ def _file_region(path: Path) -> Region:
     if polys.empty:
         raise InputError(f"--region {path}: no polygon in it; give the area as a polygon")
     geom = polys.to_crs("EPSG:4326").geometry.make_valid().union_all()
+    if not is_lonlat_bounds(geom.bounds):
+        raise InputError(
+            f"--region {path}: its coordinates are not degrees in {gdf.crs.to_string()} "
+            f"(bounds {', '.join(f'{v:.6g}' for v in geom.bounds)}); set the file's real CRS"
+        )
     return Region(path.stem, geom)
 
 
@@ -728,6 +735,7 @@ def survey(config: SurveyConfig, out: str | Path, *, overwrite: bool = False) ->
         if replace:
             shutil.rmtree(out)
         make_folder(out)
+        _take_folder(out)
         write_json(
             out / SURVEY_FILE,
             {
@@ -749,11 +757,35 @@ def survey(config: SurveyConfig, out: str | Path, *, overwrite: bool = False) ->
         if client is not None:
             _close(client)
     farms = _write_outputs(config, out, periods, tiles, manifest, units, region)
+    (out / LOCK_FILE).unlink(missing_ok=True)
     states: dict[str, int] = {}
     for rec in manifest.values():
         states[rec["state"]] = states.get(rec["state"], 0) + 1
     failed = {k: r.get("reason", "") for k, r in manifest.items() if r["state"] == "failed"}
     return SurveyResult(out, states, failed, farms, time.perf_counter() - started)
+
+
+def _take_folder(out: Path) -> None:
+    """Mark ``out`` as this process's, and clear what a survey killed before left half-written
+    there (temporary files of the merged outputs; a tile's half-built folder is cleared when
+    the tile is built).
+
+    Raises:
+        InputError: if another running survey writes into ``out``.
+    """
+    from solarmap.geo import process_alive
+
+    lock = out / LOCK_FILE
+    try:
+        owner = int(lock.read_text().strip() or 0)
+    except (OSError, ValueError):
+        owner = 0
+    if owner and owner != os.getpid() and process_alive(owner):
+        raise InputError(f"--out {out}: another survey (process {owner}) is writing it")
+    for leftover in [*out.glob(".*.tmp*"), *out.glob("mosaic/.*.tmp*")]:
+        leftover.unlink(missing_ok=True)
+    shutil.rmtree(out / f".{CATALOG_DIR}.partial", ignore_errors=True)
+    lock.write_text(f"{os.getpid()}\n")
 
 
 def _record(task: TileTask) -> dict[str, Any]:

@@ -348,3 +348,132 @@ def test_a_scheduler_that_does_not_answer_fails_before_anything_is_written(
     with pytest.raises(InputError, match="no Dask scheduler answered"):
         survey(cfg, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+# --- killed and resumed -------------------------------------------------------------------------
+
+
+def _survey_cli(catalog: dict[str, Any], out: Path) -> list[str]:
+    return [sys.executable, "-m", "solarmap", "-q", "survey", "--region", catalog["bbox"],
+            "--dates", "2022", "--catalog", str(catalog["static"]), "--out", str(out),
+            "--tile-px", str(TILE_PX), "--workers", "1"]  # fmt: skip
+
+
+def _done_tiles(out: Path) -> int:
+    try:
+        tiles = json.loads((out / MANIFEST_FILE).read_text())["tiles"]
+    except (OSError, ValueError, KeyError):
+        return 0
+    return sum(r["state"] == "done" for r in tiles.values())
+
+
+@pytest.mark.timeout(400)
+def test_survey_killed_at_several_points_resumes_to_the_same_outputs(
+    surveyed: Path, catalog: dict[str, Any], tmp_path: Path
+) -> None:
+    """SIGKILL the survey (the command and its workers) as it starts, after 3 tiles, and
+    when every tile is done but the merged outputs may be half-written; each rerun goes on,
+    and the last one's pixels and polygon rows equal an uninterrupted run's."""
+    out = tmp_path / "out"
+    points = [
+        ("started", lambda: (out / "survey.json").is_file()),
+        ("3 tiles", lambda: _done_tiles(out) >= 3),
+        ("9 tiles", lambda: _done_tiles(out) == 9),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    for name, reached in points:
+        proc = subprocess.Popen(_survey_cli(catalog, out), env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        for _ in range(1200):  # bounded: 120 s
+            if reached() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, (name, proc.stderr.read() if proc.stderr else "")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    done = subprocess.run(_survey_cli(catalog, out), env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    for tile in sorted((surveyed / "tiles" / "2022").iterdir()):
+        resumed = out / "tiles" / "2022" / tile.name / "probability.tif"
+        with rasterio.open(tile / "probability.tif") as a, rasterio.open(resumed) as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+    assert_geodataframe_equal(_farms(surveyed), _farms(out), check_less_precise=True)
+    leftovers = [p for p in out.rglob(".*") if p.name != ".survey.pid"]
+    assert leftovers == [] and not (out / ".survey.pid").exists()
+
+
+# --- place names, periods without imagery -------------------------------------------------------
+
+
+class _Nominatim:
+    """A Nominatim stand-in on 127.0.0.1: one known place, nothing else."""
+
+    def __init__(self, known: str, geometry: dict[str, Any]) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from threading import Thread
+        from urllib.parse import parse_qs, urlsplit
+
+        def answer(q: str) -> list[dict[str, Any]]:
+            if q.lower() != known.lower():
+                return []
+            w, s, e, n = shapely.geometry.shape(geometry).bounds
+            place = {"place_id": 1, "osm_type": "relation", "osm_id": 1, "lat": str((s + n) / 2),
+                     "lon": str((w + e) / 2), "display_name": known, "class": "boundary",
+                     "type": "administrative", "importance": 0.9, "geojson": geometry,
+                     "boundingbox": [str(s), str(n), str(w), str(e)]}  # fmt: skip
+            return [place]
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                q = parse_qs(urlsplit(self.path).query).get("q", [""])[0]
+                body = json.dumps(answer(q)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/"
+
+    def __enter__(self) -> _Nominatim:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_place_name_is_geocoded_and_an_unknown_one_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import osmnx as ox
+
+    area = shapely.geometry.box(77.0, 14.0, 77.2, 14.1)
+    with _Nominatim("Somewhere District", shapely.geometry.mapping(area)) as nominatim:
+        monkeypatch.setattr(ox.settings, "nominatim_url", nominatim.url)
+        monkeypatch.setattr(ox.settings, "use_cache", False)
+        region = parse_region("Somewhere District")
+        assert region.geometry.equals(area)
+        with pytest.raises(InputError, match="no place of that name"):
+            parse_region("Atlantis Nowhere")
+
+
+def test_a_period_without_imagery_is_reported_per_tile(
+    catalog: dict[str, Any], tmp_path: Path
+) -> None:
+    res = survey(_config(catalog, dates=("2019",)), tmp_path / "out")
+    assert res.states == {"no-imagery": 9} and res.farms == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["periods"][0]["tiles"]["no-imagery"] == 9
+    assert all("no items from 2019-01-01" in why for why in summary["no_imagery"].values())
+    assert len(_farms(tmp_path / "out")) == 0
