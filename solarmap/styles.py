@@ -555,6 +555,31 @@ def audit_style() -> VectorStyle:
     return style
 
 
+def sites_style() -> VectorStyle:
+    """The survey's sites over time (``sites.gpkg``): categorized by ``status`` (existing from
+    the first period, new, vanished, seen only in between), faint fill, strong outline; the
+    map tip gives when the site was first and last seen and its construction interval."""
+    map_tip = (
+        '<b>Site [% "site_id" %]</b>: [% "status" %]<br>'
+        'seen [% "first_seen" %] to [% "last_seen" %] ([% "seen_periods" %])<br>'
+        'built after [% "constructed_after" %], before [% "constructed_before" %]'
+    )
+    classes = (
+        ("existing", "there from the first period", "#4575b4"),
+        ("new", "built during the survey", "#d73027"),
+        ("vanished", "gone during the survey", "#1a1a1a"),
+        ("transient", "new, then gone", "#fdae61"),
+    )
+
+    def style(gdf: Any) -> str:
+        renderer = _categorized("status", classes, alpha=0.3, outline_width=0.8)
+        return _vector_document(
+            renderer, geometry_type=2, map_tip=map_tip, display_expression='"status"'
+        )
+
+    return style
+
+
 def chips_style() -> VectorStyle:
     """The chip index (``chips.gpkg``): footprints coloured by ``split`` (train, val, test,
     dropped; other values found in the data after them), faint fill and strong outline; the

@@ -66,6 +66,9 @@ TILE_RECORD: Final = "tile.json"
 FARMS_FILE: Final = "solar_farms.gpkg"
 FARMS_LAYER: Final = "solar_farms"
 SUMMARY_FILE: Final = "summary.json"
+SITES_FILE: Final = "sites.gpkg"
+CHANGE_FILE: Final = "change.csv"
+CHANGE_PLOT: Final = "change.png"
 CATALOG_DIR: Final = "stac"
 #: The most tiles one survey takes (a state of 200,000 km² is about 2,000 tiles of 10 km).
 MAX_TILES: Final = 20_000
@@ -924,10 +927,44 @@ def _write_outputs(
         layer=FARMS_LAYER,
         style=detections_style(threshold=threshold or 0.5),
     )
+    change = _write_change(out, periods, tiles, manifest, farms) if len(periods) > 1 else None
     summary = _summary(config, periods, manifest, farms, mosaics, region)
+    if change is not None:
+        for entry, row in zip(summary["periods"], change.to_dict("records"), strict=True):
+            entry.update(new_sites=row["new_sites"], new_area_ha=row["new_area_ha"],
+                         vanished_sites=row["vanished_sites"])  # fmt: skip
+        summary["outputs"].update(sites=f"{SITES_FILE} (layer sites)", change=CHANGE_FILE,
+                                  change_plot=CHANGE_PLOT)  # fmt: skip
     write_json(out / SUMMARY_FILE, summary)
     _write_catalog(out, periods, tiles, manifest, mosaics, region)
     return len(farms)
+
+
+def _write_change(
+    out: Path,
+    periods: Sequence[Period],
+    tiles: Sequence[Tile],
+    manifest: dict[str, Any],
+    farms: Any,
+) -> Any:
+    """Sites over the periods (a GeoPackage), the per-period table (CSV) and its plot (PNG)."""
+    from solarmap.app.change import period_table, plot_change, track_sites
+    from solarmap.geo import atomic_path
+    from solarmap.styles import sites_style
+
+    observed = {
+        p.name: {t.id for t in tiles if manifest.get(f"{p.name}/{t.id}", {}).get("state") == "done"}
+        for p in periods
+    }
+    sites = track_sites(farms, periods, observed)
+    table = period_table(sites, farms, periods)
+    dates = ("constructed_after", "constructed_before", "gone_after", "gone_before")
+    write_vector(sites.drop(columns=["gone_in"], errors="ignore"), out / SITES_FILE,
+                 layer="sites", style=sites_style(), date_columns=dates)  # fmt: skip
+    with atomic_path(out / CHANGE_FILE) as tmp:
+        table.to_csv(tmp, index=False)
+    plot_change(table, out / CHANGE_PLOT)
+    return table
 
 
 def _summary(

@@ -186,3 +186,36 @@ def write_static_catalog(out: Path, items: list[dict[str, Any]]) -> Path:
     cat.normalize_hrefs(str(out))
     cat.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
     return out / "catalog.json"
+
+
+def erase_farms(scene: Path, truth: Path, hidden: list[int], out: Path) -> Path:
+    """A copy of ``scene`` with the farms ``hidden`` (rows of ``truth``) not there: their
+    pixels, and 20 m around them, take the median of the ground 20-60 m outside, with noise
+    (a plot before construction, or after the panels went)."""
+    import geopandas as gpd
+    from rasterio.features import rasterize
+
+    with rasterio.open(scene) as src:
+        dn = src.read()
+        profile = src.profile
+        tags = src.tags()
+        descriptions = src.descriptions
+        tf, shape, crs = src.transform, (src.height, src.width), src.crs
+    farms = gpd.read_file(truth, layer="farms").to_crs(crs)
+    rng = np.random.default_rng(len(hidden))
+    for k in hidden:
+        geom = farms.geometry.iloc[k]
+        inside = rasterize([geom.buffer(20)], out_shape=shape, transform=tf).astype(bool)
+        ring = rasterize([geom.buffer(60).difference(geom.buffer(20))], out_shape=shape,
+                         transform=tf).astype(bool)  # fmt: skip
+        for b in range(dn.shape[0]):
+            ground = np.median(dn[b][ring & (dn[b] > 0)])
+            noise = rng.normal(0, 0.01 * ground, int(inside.sum()))
+            dn[b][inside] = np.clip(ground + noise, 1, 65535).astype(dn.dtype)
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(dn)
+        dst.update_tags(**tags)
+        for i, d in enumerate(descriptions, start=1):
+            if d:
+                dst.set_band_description(i, d)
+    return out
