@@ -976,6 +976,13 @@ def survey(
     units_field: Annotated[
         str | None, typer.Option(help="The units' name column (default: the first text one).")
     ] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            help="Solar plants to compare with: overpass (OpenStreetMap, online) or a label "
+            "file (.osm, GeoJSON, GeoPackage)."
+        ),
+    ] = None,
     min_area: Annotated[float, typer.Option(help="Drop farms smaller than this, m².")] = 0.0,
     engine: Annotated[str, typer.Option(help="What runs the model: auto, onnx or torch.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing survey in --out.")] = False,
@@ -1009,6 +1016,7 @@ def survey(
         engine=engine,
         units=str(units) if units else None,
         units_field=units_field,
+        labels=labels,
     )
     cfg.source()  # the catalog options, checked before anything runs
     res = run_survey(cfg, out, overwrite=overwrite)

@@ -69,6 +69,7 @@ SUMMARY_FILE: Final = "summary.json"
 SITES_FILE: Final = "sites.gpkg"
 CHANGE_FILE: Final = "change.csv"
 CHANGE_PLOT: Final = "change.png"
+LABELS_FILE: Final = "labels.gpkg"
 CATALOG_DIR: Final = "stac"
 #: The most tiles one survey takes (a state of 200,000 km² is about 2,000 tiles of 10 km).
 MAX_TILES: Final = 20_000
@@ -323,6 +324,9 @@ class SurveyConfig:
         min_area_m2: polygons smaller than this are dropped.
         engine: what runs the model (see :mod:`solarmap.inference`).
         units: a vector file of admin units to summarise by; ``units_field`` names them.
+        labels: ``"overpass"`` (OpenStreetMap through osmnx) or a label file (OSM XML,
+            GeoJSON, GeoPackage): solar plants to compare the farms with (``in_osm``, and
+            per period the labelled plants found and the farms no label covers).
     """
 
     region: str
@@ -343,6 +347,7 @@ class SurveyConfig:
     engine: str = "auto"
     units: str | None = None
     units_field: str | None = None
+    labels: str | None = None
 
     def __post_init__(self) -> None:
         if not 64 <= self.tile_px <= 8192 or self.tile_px % 32:
@@ -692,6 +697,7 @@ def survey(config: SurveyConfig, out: str | Path, *, overwrite: bool = False) ->
     """
     from solarmap.model import load_checkpoint, shipped_checkpoint
     from solarmap.progress import track
+    from solarmap.styles import outline_style
 
     started = time.perf_counter()
     out = Path(out)
@@ -704,6 +710,7 @@ def survey(config: SurveyConfig, out: str | Path, *, overwrite: bool = False) ->
     replace = _check_folder(out, config, overwrite=overwrite)
     cache = _cache_dir()
     log.info("survey of %s: %d tiles x %d periods", region.name, len(tiles), len(periods))
+    labels = _survey_labels(config, region, out, fresh=replace)
     plan = _plan(config, tiles, periods, cache)  # the catalog answers before anything is made
     manifest: dict[str, Any] = {}
     tasks: list[TileTask] = []
@@ -739,6 +746,9 @@ def survey(config: SurveyConfig, out: str | Path, *, overwrite: bool = False) ->
             shutil.rmtree(out)
         make_folder(out)
         _take_folder(out)
+        if labels is not None and not (out / LABELS_FILE).is_file():
+            write_vector(labels, out / LABELS_FILE, layer="labels",
+                         style=outline_style(colour="#ff00ff"))  # fmt: skip
         write_json(
             out / SURVEY_FILE,
             {
@@ -759,13 +769,48 @@ def survey(config: SurveyConfig, out: str | Path, *, overwrite: bool = False) ->
     finally:
         if client is not None:
             _close(client)
-    farms = _write_outputs(config, out, periods, tiles, manifest, units, region)
+    farms = _write_outputs(config, out, periods, tiles, manifest, units, region, labels)
     (out / LOCK_FILE).unlink(missing_ok=True)
     states: dict[str, int] = {}
     for rec in manifest.values():
         states[rec["state"]] = states.get(rec["state"], 0) + 1
     failed = {k: r.get("reason", "") for k, r in manifest.items() if r["state"] == "failed"}
     return SurveyResult(out, states, failed, farms, time.perf_counter() - started)
+
+
+def _survey_labels(config: SurveyConfig, region: Region, out: Path, *, fresh: bool) -> Any:
+    """The solar labels over the region in EPSG:4326 (``None`` without ``--labels``): read
+    from the survey folder when an earlier run of it fetched them, else from OpenStreetMap
+    (osmnx, with its own settings and cache) or the file, cleaned as the data stage does."""
+    from data_prep import osm
+    from solarmap.errors import LabelError
+
+    if config.labels is None:
+        return None
+    kept = out / LABELS_FILE
+    if kept.is_file() and not fresh:
+        return read_vector(kept, what="survey labels", layer="labels")
+    if config.labels == "overpass":
+        try:
+            raw = osm.labels_from_polygon(region.geometry)
+        except LabelError as err:
+            if "no solar features" not in str(err):
+                raise
+            log.warning("no OSM solar plants in the region")
+            return _no_labels()
+    else:
+        raw = osm.read_labels(config.labels)
+    try:
+        return osm.clean_labels(raw, crs="EPSG:4326", clip=region.geometry, source=config.labels)
+    except LabelError as err:
+        log.warning("%s", err)
+        return _no_labels()
+
+
+def _no_labels() -> Any:
+    import geopandas as gpd
+
+    return gpd.GeoDataFrame({"kind": [], "osm_id": [], "name": []}, geometry=[], crs=4326)
 
 
 def _take_folder(out: Path) -> None:
@@ -858,6 +903,7 @@ def _write_outputs(
     manifest: dict[str, Any],
     units: Any,
     region: Region,
+    labels: Any = None,
 ) -> int:
     """Mosaics, merged polygons, summary and STAC catalog from the finished tiles."""
     import geopandas as gpd
@@ -921,6 +967,8 @@ def _write_outputs(
         )
         hit = gpd.sjoin(pts, units, predicate="within", how="left")
         farms["unit"] = hit.groupby(level=0)["unit"].first().reindex(farms.index).to_numpy()
+    if labels is not None:
+        farms["in_osm"] = farms.intersects(labels.union_all()) if len(labels) else False
     write_vector(
         farms,
         out / FARMS_FILE,
@@ -929,6 +977,8 @@ def _write_outputs(
     )
     change = _write_change(out, periods, tiles, manifest, farms) if len(periods) > 1 else None
     summary = _summary(config, periods, manifest, farms, mosaics, region)
+    if labels is not None:
+        _compare_labels(summary, farms, labels)
     if change is not None:
         for entry, row in zip(summary["periods"], change.to_dict("records"), strict=True):
             entry.update(new_sites=row["new_sites"], new_area_ha=row["new_area_ha"],
@@ -965,6 +1015,27 @@ def _write_change(
         table.to_csv(tmp, index=False)
     plot_change(table, out / CHANGE_PLOT)
     return table
+
+
+def _compare_labels(summary: dict[str, Any], farms: Any, labels: Any) -> None:
+    """Per period: the labelled plants a farm covers, and the farms (and area) no label does,
+    the candidates for mapping."""
+    for entry in summary["periods"]:
+        f = farms[farms["period"] == entry["period"]]
+        found = (
+            labels.intersects(f.union_all()).to_numpy()
+            if len(f) and len(labels)
+            else np.zeros(len(labels), dtype=bool)
+        )
+        unlabelled = f[~f["in_osm"].astype(bool)] if len(f) else f
+        entry["labels"] = {
+            "plants": len(labels),
+            "found": int(sum(found)),
+            "recall": float(np.mean(found)) if len(labels) else None,
+            "farms_not_in_labels": len(unlabelled),
+            "area_not_in_labels_ha": float(unlabelled["area_m2"].sum() / 1e4),
+        }
+    summary["outputs"]["labels"] = f"{LABELS_FILE} (layer labels)"
 
 
 def _summary(

@@ -128,8 +128,9 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _config(cat: dict[str, Any], **kw: Any) -> SurveyConfig:
-    base: dict[str, Any] = {"region": cat["bbox"], "dates": ("2022",),
-                            "catalog": str(cat["static"]), "tile_px": TILE_PX}  # fmt: skip
+    base: dict[str, Any] = {"region": cat["bbox"], "dates": ("2022",), "tile_px": TILE_PX,
+                            "catalog": str(cat["static"]),
+                            "labels": str(cat["region"].osm)}  # fmt: skip
     return SurveyConfig(**{**base, **kw})
 
 
@@ -176,6 +177,9 @@ def test_survey_writes_valid_gis_layers(surveyed: Path) -> None:
     assert (FARMS_LAYER,) in styles
     summary = json.loads((surveyed / "summary.json").read_text())
     assert summary["periods"][0]["farms"] == len(farms)
+    labels = summary["periods"][0]["labels"]  # the region's OSM plants: most found, some not
+    assert labels["plants"] >= 5 and labels["recall"] > 0.6
+    assert labels["farms_not_in_labels"] == int((~farms["in_osm"]).sum()) > 0
     assert summary["periods"][0]["area_ha"] == pytest.approx(farms["area_m2"].sum() / 1e4)
 
 
@@ -356,7 +360,8 @@ def test_a_scheduler_that_does_not_answer_fails_before_anything_is_written(
 def _survey_cli(catalog: dict[str, Any], out: Path) -> list[str]:
     return [sys.executable, "-m", "solarmap", "-q", "survey", "--region", catalog["bbox"],
             "--dates", "2022", "--catalog", str(catalog["static"]), "--out", str(out),
-            "--tile-px", str(TILE_PX), "--workers", "1"]  # fmt: skip
+            "--tile-px", str(TILE_PX), "--workers", "1",
+            "--labels", str(catalog["region"].osm)]  # fmt: skip
 
 
 def _done_tiles(out: Path) -> int:
@@ -477,3 +482,32 @@ def test_a_period_without_imagery_is_reported_per_tile(
     assert summary["periods"][0]["tiles"]["no-imagery"] == 9
     assert all("no items from 2019-01-01" in why for why in summary["no_imagery"].values())
     assert len(_farms(tmp_path / "out")) == 0
+
+
+def test_labels_from_overpass_are_fetched_once_and_kept(
+    catalog: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import osmnx as ox
+
+    from tests.data import make_osm
+    from tests.data.overpass_standin import OverpassStandin
+
+    with OverpassStandin(make_osm.solar_scene().sorted_elements()) as server:
+        monkeypatch.setattr(ox.settings, "overpass_url", server.url)
+        monkeypatch.setattr(ox.settings, "overpass_rate_limit", False)
+        monkeypatch.setattr(ox.settings, "use_cache", False)
+        monkeypatch.setattr(ox.settings, "doh_url_template", None)
+        monkeypatch.setattr(socket, "getaddrinfo", socket.getaddrinfo)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        cfg = _config(catalog, dates=("2019",), labels="overpass")
+        survey(cfg, tmp_path / "out")
+        assert any("power" in q for q in server.queries)
+        n = len(server.queries)
+        survey(cfg, tmp_path / "out")  # the rerun reads the labels it kept
+        assert len(server.queries) == n
+    kept = gpd.read_file(tmp_path / "out" / "labels.gpkg", layer="labels")
+    assert len(kept) == 0  # the stand-in's plants lie elsewhere: none in the region
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["periods"][0]["labels"]["plants"] == 0
