@@ -68,6 +68,9 @@ ASSET_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "B12": ("B12", "swir22"),
     "SCL": ("SCL", "scl"),
 }
+#: Most observations per pixel whose median :func:`nanmedian_first_axis` takes by a sorting
+#: network (more: ``np.sort``).
+NETWORK_MAX: Final = 4
 #: Share of clear pixels a visible band may have below zero before an offset is judged wrong.
 NEGATIVE_SHARE_LIMIT: Final = 0.01
 _BASELINE_IN_NAME = re.compile(r"_N(\d{2})(\d{2})(?:_|$)")
@@ -475,13 +478,28 @@ def _apply_offset_check(
 def nanmedian_first_axis(stack: np.ndarray) -> np.ndarray:
     """The median over axis 0 of the finite values (NaN where there are none).
 
-    ``np.nanmedian`` takes a masked, warning-per-pixel path for the few observations per
-    pixel a composite has; one sort is 3x faster (measured on 3-7 observations of 320²).
+    ``np.nanmedian`` takes a masked, warning-per-pixel path for the few observations per pixel
+    a composite has. Here the observations are sorted (NaN as +inf, so last) by an odd-even
+    transposition network of whole-array minima and maxima when there are at most
+    :data:`NETWORK_MAX`, else by ``np.sort`` (measured on 1088²: 0.065 s against 0.127 s with
+    ``np.sort`` for 3 observations, even at 4, slower from 5).
     """
-    s = np.sort(stack, axis=0)  # NaN sort last
+    t = stack.shape[0]
     n = np.isfinite(stack).sum(axis=0)
+    v = np.where(np.isnan(stack), np.float32(np.inf), stack)
+    if t <= NETWORK_MAX:
+        rows = list(v)
+        for r in range(t):  # t rounds of neighbour compare-and-swap sort t values
+            for i in range(r % 2, t - 1, 2):
+                rows[i], rows[i + 1] = (
+                    np.minimum(rows[i], rows[i + 1]),
+                    np.maximum(rows[i], rows[i + 1]),
+                )
+        s = np.stack(rows)
+    else:
+        s = np.sort(v, axis=0)
     lo = np.clip((n - 1) // 2, 0, None)[None]
-    hi = np.clip(n // 2, 0, stack.shape[0] - 1)[None]
+    hi = np.clip(n // 2, 0, t - 1)[None]
     med = 0.5 * (np.take_along_axis(s, lo, 0)[0] + np.take_along_axis(s, hi, 0)[0])
     med[n == 0] = np.nan
     return med.astype(stack.dtype, copy=False)

@@ -111,6 +111,8 @@ class PredictConfig:
             scene lies far outside them (:mod:`solarmap.ood`); ``"off"`` skips that.
         engine: what runs the model (:mod:`solarmap.inference`): ``"auto"`` (ONNX Runtime on
             the CPU when the model exports, else PyTorch), ``"onnx"`` or ``"torch"``.
+        keep: ``(col_off, row_off, width, height)``: the part of the scene the outputs cover
+            (the model sees all of it: a survey tile and the halo around it); ``None``: all.
     """
 
     window: int = 512
@@ -121,6 +123,7 @@ class PredictConfig:
     device: str = "cpu"
     ood_check: OodCheck = "warn"
     engine: Engine = "auto"
+    keep: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
         if not _whole(self.window) or not 1 <= self.window <= MAX_WINDOW:
@@ -152,6 +155,13 @@ class PredictConfig:
         if self.ood_check not in OOD_CHECKS:
             raise InputError(f"--ood-check {self.ood_check}: give {' or '.join(OOD_CHECKS)}")
         check_engine(self.engine)
+        if self.keep is not None and not (
+            len(self.keep) == 4
+            and all(_whole(v) for v in self.keep)
+            and min(self.keep[:2]) >= 0
+            and min(self.keep[2:]) >= 1
+        ):
+            raise InputError(f"keep {self.keep}: give (col_off, row_off, width, height) >= 0")
 
 
 #: The largest window side :class:`PredictConfig` takes, pixels.
@@ -343,6 +353,7 @@ def _predict_to_cog(
     ``stats`` on the way, when given."""
     info = scene.info
     H, W = int(info.height), int(info.width)
+    kc, kr, kw, kh = config.keep or (0, 0, W, H)
     S, ov = config.window, config.overlap
     rows = _offsets(H, S, S - ov)
     cols = _offsets(W, S, S - ov)
@@ -365,16 +376,19 @@ def _predict_to_cog(
     def flush(dst: Any, row0: int, n: int) -> None:
         """Write strip rows ``[0, n)`` (scene rows ``row0 + [0, n)``), then drop them."""
         t = time.perf_counter()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            prob = acc[:n, :W] / wsum[:n, :W]
-        ok = valid_acc[:n, :W] & (wsum[:n, :W] > 0)
-        prob[~ok] = np.nan
-        counts.valid_pixels += int(ok.sum())
-        counts.solar_pixels += int((prob >= threshold).sum())
-        seconds["blend"] += time.perf_counter() - t
-        t = time.perf_counter()
-        dst.write(prob[None], window=Window(0, row0, W, n))
-        seconds["write"] += time.perf_counter() - t
+        r0, r1 = max(row0, kr), min(row0 + n, kr + kh)  # the rows of the kept part
+        if r0 < r1:
+            rows_, cols_ = slice(r0 - row0, r1 - row0), slice(kc, kc + kw)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                prob = acc[rows_, cols_] / wsum[rows_, cols_]
+            ok = valid_acc[rows_, cols_] & (wsum[rows_, cols_] > 0)
+            prob[~ok] = np.nan
+            counts.valid_pixels += int(ok.sum())
+            counts.solar_pixels += int((prob >= threshold).sum())
+            seconds["blend"] += time.perf_counter() - t
+            t = time.perf_counter()
+            dst.write(prob[None], window=Window(0, r0 - kr, kw, r1 - r0))
+            seconds["write"] += time.perf_counter() - t
         t = time.perf_counter()
         for a in (acc, wsum, valid_acc):  # shift the strip up by n rows
             a[: S - n] = a[n:]
@@ -383,12 +397,12 @@ def _predict_to_cog(
 
     with cog_writer(
         path,
-        width=W,
-        height=H,
+        width=kw,
+        height=kh,
         count=1,
         dtype="float32",
         crs=info.crs,
-        transform=info.transform,
+        transform=info.transform * Affine.translation(kc, kr),
         nodata=float("nan"),
         descriptions=[PROBABILITY_DESCRIPTION],
         tags=tags,
@@ -499,6 +513,11 @@ def predict_scene(
             f"--window {config.window} is not a multiple of {multiple}, which the model needs; "
             f"use e.g. {max(multiple, config.window // multiple * multiple)}"
         )
+    if config.keep is not None and (
+        config.keep[0] + config.keep[2] > info.width
+        or config.keep[1] + config.keep[3] > info.height
+    ):
+        raise InputError(f"keep {config.keep}: outside the {info.width}x{info.height} scene")
     threshold = checkpoint.threshold if config.threshold is None else config.threshold
     stats = None
     if config.ood_check == "warn":  # before any work: a checkpoint without statistics stops here

@@ -23,6 +23,7 @@ describing every output.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -426,16 +427,16 @@ def run_tile(task: TileTask) -> dict[str, Any]:
 def _run_tile(task: TileTask) -> dict[str, Any]:
     from data_prep.stac import CompositeScene, ItemError, composite_tile
     from solarmap import inference
-    from solarmap.geo import write_cog
     from solarmap.predict import (
+        POLYGONS_FILE,
         PROBABILITY_FILE,
+        REPORT_FILE,
         PredictConfig,
         predict_scene,
-        probability_to_polygons,
     )
-    from solarmap.styles import detections_style, probability_style
 
-    started = time.perf_counter()
+    started, cpu0 = time.perf_counter(), time.process_time()
+    _reset_peak_rss()
     inference.set_threads(task.threads)
     tile, period, halo = task.tile, task.period, task.halo_px
     items = [json.loads(t) for t in task.items]
@@ -462,59 +463,55 @@ def _run_tile(task: TileTask) -> dict[str, Any]:
     scene_id = f"survey_{tile.id}_{period.name}"
     scene = CompositeScene(comp, grid, scene_id=scene_id, date=None)
     ckpt = _checkpoint(task.checkpoint)
-    config = PredictConfig(engine=task.engine, min_area_m2=0.0)  # type: ignore[arg-type]
+    # the model sees the halo; the outputs cover the tile alone, so tiles meet without overlap
+    keep = (halo, halo, tile.tile_px, tile.tile_px)
+    config = PredictConfig(engine=task.engine, keep=keep)  # type: ignore[arg-type]
     with output_dir(task.folder) as tmp:
         t = time.perf_counter()
         result = predict_scene(scene, ckpt, tmp / "_predict", config=config)
+        for name in (PROBABILITY_FILE, "probability.qml", POLYGONS_FILE, REPORT_FILE):
+            (tmp / "_predict" / name).rename(tmp / name)
+        (tmp / "_predict").rmdir()
         seconds["predict"] = time.perf_counter() - t
-        t = time.perf_counter()
-        import rasterio
-        from rasterio.windows import Window
-
-        with rasterio.open(result.probability) as src:
-            prob = src.read(1, window=Window(halo, halo, tile.tile_px, tile.tile_px))
-            tags = src.tags()
-            desc = src.descriptions
-        threshold = float(tags["THRESHOLD"])
-        tags.update(PERIOD=period.name, TILE=tile.id, SCENE_ID=scene_id)
-        write_cog(
-            tmp / PROBABILITY_FILE,
-            prob,
-            crs=grid.crs,
-            transform=tile.grid(0).transform,
-            nodata=float("nan"),
-            descriptions=list(desc),
-            tags=tags,
-            units=["probability"],
-            style=probability_style(threshold=threshold),
-        )
-        gdf = probability_to_polygons(
-            tmp / PROBABILITY_FILE,
-            threshold=threshold,
-            min_area_m2=0.0,  # after merging across seams: a farm cut by one may be small here
-            scene_id=scene_id,
-        )
-        gdf["tile"] = tile.id
-        gdf["period"] = period.name
-        write_vector(
-            gdf, tmp / "polygons.gpkg", layer="solar", style=detections_style(threshold=threshold)
-        )
-        predict_record = json.loads((tmp / "_predict" / "predict.json").read_text())
-        shutil.rmtree(tmp / "_predict")
-        seconds["write"] = time.perf_counter() - t
+        predict_record = json.loads((tmp / REPORT_FILE).read_text())
+        threshold = float(predict_record["threshold"])
         seconds["total"] = time.perf_counter() - started
         record.update(
             state="done",
             threshold=threshold,
-            polygons=len(gdf),
+            polygons=result.n_polygons,
             engine=predict_record.get("engine"),
             ood=predict_record.get("ood"),
             predict_seconds=predict_record.get("seconds"),
             seconds=seconds,
+            cpu_seconds=time.process_time() - cpu0,
+            task_peak_rss_mb=_peak_rss_mb(),
             km2=(tile.size_m / 1000) ** 2,
         )
         write_json(tmp / TILE_RECORD, record)
     return record
+
+
+def _reset_peak_rss() -> None:
+    """Start this process's peak-memory count afresh (Linux), so a task's peak is its own."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory since :func:`_reset_peak_rss`, MB (Linux
+    ``VmHWM``; elsewhere the process's peak so far)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def _no_imagery(task: TileTask, record: dict[str, Any], why: str) -> dict[str, Any]:
@@ -933,7 +930,10 @@ def _write_outputs(
                 style=probability_style(threshold=threshold),
             )
             mosaics.setdefault(period.name, []).append(str(vrt.relative_to(out)))
-            parts = [read_vector(f / "polygons.gpkg", layer="solar") for f in folders]
+            parts = [
+                read_vector(f / "polygons.gpkg", layer="solar").assign(tile=t.id)
+                for f, t in zip(folders, zone_tiles, strict=True)
+            ]
             merged = merge_polygons(parts, min_area_m2=config.min_area_m2)
             if merged is not None and len(merged):
                 merged = merged.to_crs(4326)
@@ -1075,7 +1075,7 @@ def _summary(
             }
         per_period.append(entry)
     done = [r for r in manifest.values() if r["state"] == "done"]
-    cpu = sum(r.get("seconds", {}).get("total", 0.0) for r in done)
+    cpu = sum(r.get("cpu_seconds", 0.0) for r in done)
     km2 = sum(r.get("km2", 0.0) for r in done)
     return {
         "solarmap_version": solarmap.__version__,
@@ -1085,7 +1085,8 @@ def _summary(
         "no_imagery": {
             k: r.get("reason") for k, r in manifest.items() if r["state"] == "no-imagery"
         },
-        "task_seconds_per_km2": cpu / km2 if km2 else None,
+        "task_cpu_seconds_per_km2": cpu / km2 if km2 else None,
+        "task_peak_rss_mb": max((r.get("task_peak_rss_mb", 0.0) for r in done), default=None),
         "outputs": {"farms": f"{FARMS_FILE} (layer {FARMS_LAYER})", "catalog": f"{CATALOG_DIR}/"},
     }
 

@@ -199,6 +199,27 @@ def test_blending_hides_window_seams(tmp_path: Path) -> None:
     assert blended < 0.25 * hard
 
 
+def test_keep_writes_that_part_with_the_pixels_of_the_whole_run(tmp_path: Path) -> None:
+    """A kept part (a survey tile in its halo) has the pixels the whole scene's run has there,
+    on its own grid, and polygons of that part only."""
+    scene = make_scene(200, 300)
+    ckpt = make_checkpoint(box_model())
+    cfg = PredictConfig(window=64, overlap=16, batch_size=4)
+    whole = predict_scene(scene, ckpt, tmp_path / "whole", config=cfg)
+    keep = (40, 24, 200, 150)
+    part = predict_scene(scene, ckpt, tmp_path / "part", config=PredictConfig(
+        window=64, overlap=16, batch_size=4, keep=keep))  # fmt: skip
+    c, r, w, h = keep
+    np.testing.assert_array_equal(read_prob(part.probability), read_prob(whole.probability)[
+        r : r + h, c : c + w])  # fmt: skip
+    with rasterio.open(part.probability) as a, rasterio.open(whole.probability) as b:
+        assert a.transform == b.transform * Affine.translation(c, r)
+    with pytest.raises(InputError, match="outside"):
+        predict_scene(scene, ckpt, tmp_path / "x", config=PredictConfig(keep=(250, 0, 100, 10)))
+    with pytest.raises(InputError, match="keep"):
+        PredictConfig(keep=(0, 0, 0, 10))
+
+
 def test_rectangle_across_windows_and_strips_is_one_polygon(tmp_path: Path) -> None:
     scene = make_scene(260, 300)
     scene.data[K] = 0.0
