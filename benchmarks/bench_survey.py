@@ -54,15 +54,18 @@ def make_catalog(work: Path, size: int) -> tuple[Path, Any]:
     return cat, cfg
 
 
-def bbox(tiles: int, tile_m: float = 10240.0) -> str:
-    """A lon/lat box inside the first ``tiles`` × ``tiles`` tiles from the origin."""
-    from rasterio.warp import transform_bounds
+def region_file(work: Path, tiles: int, tile_m: float = 10240.0) -> str:
+    """A GeoJSON square (in UTM 43N) inside the first ``tiles`` × ``tiles`` tiles from the
+    origin, so the survey runs on exactly those tiles."""
+    import geopandas as gpd
+    from shapely.geometry import box
 
     x0, y1 = ORIGIN
     inset = 200.0
-    b = transform_bounds("EPSG:32643", "EPSG:4326", x0 + inset, y1 - tiles * tile_m + inset,
-                         x0 + tiles * tile_m - inset, y1 - inset)  # fmt: skip
-    return ",".join(f"{v:.6f}" for v in b)
+    square = box(x0 + inset, y1 - tiles * tile_m + inset, x0 + tiles * tile_m - inset, y1 - inset)
+    path = work / f"region_{tiles}x{tiles}.geojson"
+    gpd.GeoDataFrame(geometry=[square], crs="EPSG:32643").to_file(path)
+    return str(path)
 
 
 def cold_cache(work: Path, name: str, warm: Path) -> Path:
@@ -81,7 +84,7 @@ def run_survey(work: Path, catalog: Path, name: str, *, tiles: int, workers: int
     os.environ["SOLARMAP_CACHE_DIR"] = str(cold_cache(work, name, warm))
     out = work / f"survey-{name}"
     shutil.rmtree(out, ignore_errors=True)
-    cfg = SurveyConfig(region=bbox(tiles), dates=("2022",), catalog=str(catalog),
+    cfg = SurveyConfig(region=region_file(work, tiles), dates=("2022",), catalog=str(catalog),
                        workers=workers, threads=threads)  # fmt: skip
     t = time.perf_counter()
     res = survey(cfg, out)
@@ -93,7 +96,7 @@ def run_survey(work: Path, catalog: Path, name: str, *, tiles: int, workers: int
         "name": name, "wall_s": wall, "km2": km2, "states": res.states,
         "farms": res.farms, "cpu_s_per_km2": summary["task_cpu_seconds_per_km2"],
         "worker_rss_mb": summary["task_peak_rss_mb"], "out": out,
-        "task_s": {k: r["seconds"] for k, r in manifest.items()},
+        "task_s": {k: r["seconds"] for k, r in manifest.items() if r["state"] == "done"},
     }  # fmt: skip
 
 

@@ -38,6 +38,7 @@ from typing import Any, Final
 
 import numpy as np
 from rasterio.transform import Affine
+from rasterio.windows import Window
 
 from solarmap.bands import (
     BANDS,
@@ -47,7 +48,7 @@ from solarmap.bands import (
     SCL_INVALID,
 )
 from solarmap.errors import InputError, SolarmapError
-from solarmap.geo import atomic_path, write_json
+from solarmap.geo import open_raster, write_gtiff, write_json
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ ASSET_KEYS: Final[dict[str, tuple[str, ...]]] = {
 NETWORK_MAX: Final = 4
 #: Share of clear pixels a visible band may have below zero before an offset is judged wrong.
 NEGATIVE_SHARE_LIMIT: Final = 0.01
+#: The property of an item made from a scene file (a folder of scenes): the scene's path.
+SCENE_PROPERTY: Final = "solarmap:scene"
 _BASELINE_IN_NAME = re.compile(r"_N(\d{2})(\d{2})(?:_|$)")
 _BASELINE_PROPERTIES: Final = ("s2:processing_baseline", "sentinel:processing_baseline")
 
@@ -159,7 +162,7 @@ def _search_api(
     import requests
     from pystac_client.stac_api_io import StacApiIO
 
-    io = StacApiIO(timeout=source.timeout_s, max_retries=source.retries)
+    io = StacApiIO(timeout=source.timeout_s, max_retries=_retry(source.retries))
     try:
         # the timeout goes to open() too: it re-applies its own (None) to the StacApiIO
         client = pystac_client.Client.open(source.catalog, stac_io=io, timeout=source.timeout_s)
@@ -182,6 +185,23 @@ def _search_api(
         ) from err
 
 
+def _retry(n: int) -> Any:
+    """Retry refused connections and busy answers (429, 5xx), GET and POST alike, with a
+    backoff; not a read that timed out (a server that does not answer fails after one
+    timeout, not after every retry's)."""
+    from urllib3.util.retry import Retry
+
+    return Retry(
+        total=n,
+        connect=n,
+        read=0,
+        status=n,
+        backoff_factor=0.5,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=None,
+    )
+
+
 def _short(err: BaseException) -> str:
     from solarmap.errors import first_line
 
@@ -189,15 +209,75 @@ def _short(err: BaseException) -> str:
 
 
 def _static_root(catalog: str) -> Path:
+    """The catalog file, or the folder itself when it holds scenes and no catalog."""
     path = Path(catalog).expanduser()
     if path.is_dir():
         for name in ("catalog.json", "collection.json"):
             if (path / name).is_file():
                 return path / name
-        raise InputError(f"--catalog {catalog}: no catalog.json or collection.json in it")
+        if _scene_files(path):
+            return path
+        raise InputError(
+            f"--catalog {catalog}: no catalog.json or collection.json in it, and no scene "
+            "(GeoTIFF or .SAFE)"
+        )
     if not path.is_file():
         raise InputError(f"--catalog {catalog}: no such file or folder, and not an http(s) URL")
     return path
+
+
+def _scene_files(folder: Path) -> list[Path]:
+    """The scenes of a folder: ``.SAFE`` products and GeoTIFFs (not their ``_SCL`` sidecars)."""
+    safes = [p for p in folder.iterdir() if p.suffix.upper() == ".SAFE" and p.is_dir()]
+    tifs = [p for p in folder.iterdir() if p.suffix.lower() in (".tif", ".tiff")
+            and "SCL" not in p.stem.upper() and p.is_file()]  # fmt: skip
+    return sorted(safes + tifs)
+
+
+def _scene_item(path: Path) -> dict[str, Any]:
+    """A STAC item (dict) of a scene file, read with the scene reader (which decides its
+    encoding and SCL); the scene's path is the property :data:`SCENE_PROPERTY`."""
+    import shapely.geometry
+    from rasterio.warp import transform_bounds
+
+    from data_prep.sentinel2 import open_scene
+
+    with open_scene(path) as scene:
+        info = scene.info
+    if info.date is None:
+        raise InputError(
+            f"{path}: no sensing date (tag DATETIME, or a date in the name); a survey needs it"
+        )
+    w, s, e, n = transform_bounds(info.crs, "EPSG:4326", *info.bounds, densify_pts=21)
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": info.scene_id,
+        "bbox": [w, s, e, n],
+        "geometry": shapely.geometry.mapping(shapely.geometry.box(w, s, e, n)),
+        "properties": {
+            "datetime": f"{info.date}T00:00:00Z",
+            SCENE_PROPERTY: str(path.resolve()),
+            "solarmap:encoding": info.encoding,
+        },
+        "assets": {},
+        "links": [],
+    }
+
+
+def _search_scenes(
+    folder: Path, bbox: Sequence[float], start: dt.date, end: dt.date
+) -> list[dict[str, Any]]:
+    import shapely.geometry
+
+    box = shapely.geometry.box(*bbox)
+    found = []
+    for path in _scene_files(folder):
+        item = _scene_item(path)
+        when = dt.date.fromisoformat(item["properties"]["datetime"][:10])
+        if start <= when <= end and shapely.geometry.shape(item["geometry"]).intersects(box):
+            found.append(item)
+    return found
 
 
 def _search_static(
@@ -207,6 +287,8 @@ def _search_static(
     import shapely.geometry
 
     root = _static_root(source.catalog)
+    if root.is_dir():  # a folder of scenes
+        return _search_scenes(root, bbox, start, end)
     try:
         cat = pystac.read_file(str(root))
         items = list(cat.get_items(recursive=True))  # type: ignore[attr-defined]
@@ -514,6 +596,39 @@ def _slice_of_items(items: Sequence[dict[str, Any]], times: np.ndarray) -> list[
     return [int(np.argmin(np.abs(times - a))) for a in at]
 
 
+def _scene_on_grid(path: Path, grid: TileGrid) -> tuple[np.ndarray, np.ndarray]:
+    """A scene file's reflectance on the tile grid (``float32[10, H, W]``, NaN where not
+    valid) and its valid mask: the part under the tile read through the scene reader (its
+    encoding and SCL), reprojected bilinearly when its grid is another."""
+    from rasterio.warp import Resampling, reproject, transform_bounds
+    from rasterio.windows import from_bounds
+
+    from data_prep.sentinel2 import open_scene
+    from solarmap.windows import read_padded
+
+    with open_scene(path) as scene:
+        info = scene.info
+        box = transform_bounds(grid.crs, info.crs, *grid.bounds, densify_pts=21)
+        win = from_bounds(*box, transform=info.transform)
+        c0, r0 = math.floor(win.col_off) - 2, math.floor(win.row_off) - 2
+        win = Window(c0, r0, math.ceil(win.width) + 4, math.ceil(win.height) + 4)
+        x, _ = read_padded(scene, win)
+    out = np.full((len(BANDS), *grid.shape), np.nan, dtype=np.float32)
+    reproject(
+        x,
+        out,
+        src_transform=info.transform * Affine.translation(c0, r0),
+        src_crs=info.crs,
+        dst_transform=grid.transform,
+        dst_crs=grid.crs,
+        resampling=Resampling.bilinear,
+        src_nodata=np.nan,
+        dst_nodata=np.nan,
+    )
+    valid = np.asarray(np.isfinite(out).all(axis=0))
+    return out, valid
+
+
 def composite_tile(
     items: Sequence[dict[str, Any]],
     grid: TileGrid,
@@ -533,6 +648,10 @@ def composite_tile(
     encodings: dict[str, Encoding] = {}
     skipped: dict[str, str] = {}
     for d in items:
+        if SCENE_PROPERTY in d["properties"]:  # the scene reader decides its encoding
+            why = f"scene reader: {d['properties'].get('solarmap:encoding', '')}"
+            encodings[d["id"]] = Encoding(1.0, 0.0, why)
+            continue
         try:
             encodings[d["id"]] = item_encoding(d)
         except ItemError as err:
@@ -542,20 +661,31 @@ def composite_tile(
         reasons = "; ".join(skipped.values()) or "no items"
         raise ItemError(f"no usable imagery ({reasons})")
     key = _cache_key(usable, grid)
-    cached = cache / "composite" / f"{key}.npz" if cache is not None else None
+    cached = cache / "composite" / f"{key}.tif" if cache is not None else None
     if cached is not None and cached.is_file():
-        with np.load(cached) as z:
-            record = json.loads(str(z["record"]))
-            return Composite(z["reflectance"], z["clear"], record["items"], skipped)
+        try:
+            with open_raster(cached, what="cached composite") as ds:
+                q, record = ds.read(), json.loads(ds.tags()["SOLARMAP_ITEMS"])
+            return Composite(_dequantize(q[:-1]), q[-1].astype(np.uint8), record, skipped)
+        except (SolarmapError, KeyError, ValueError) as err:  # damaged: composite anew
+            log.info("cached composite %s unreadable (%s); compositing again", cached, err)
     # items of one encoding load together; a solar day then fuses its items (odc-stac)
     groups: dict[tuple[float, float, tuple[str, ...]], list[dict[str, Any]]] = {}
+    scenes = [d for d in usable if SCENE_PROPERTY in d["properties"]]
     for d in usable:
+        if d in scenes:
+            continue
         enc = encodings[d["id"]]
         groups.setdefault((enc.scale, enc.offset, tuple(asset_keys(d).values())), []).append(d)
     patch = signer(source.sign)
     planes: list[tuple[np.ndarray, Encoding]] = []  # (DN uint16[10, H, W], its encoding)
     clears: list[np.ndarray] = []
     used: dict[str, str] = {}
+    for d in scenes:  # already reflectance: scale 1, offset 0
+        refl, clear = _scene_on_grid(Path(d["properties"][SCENE_PROPERTY]), grid)
+        planes.append((refl, encodings[d["id"]]))
+        clears.append(clear)
+        used[d["id"]] = encodings[d["id"]].why
     for group in groups.values():
         ids = [d["id"] for d in group]
         try:
@@ -584,13 +714,37 @@ def composite_tile(
         stack[~clear_all] = np.nan
         out[b] = nanmedian_first_axis(stack)
     n_clear = clear_all.sum(axis=0).clip(0, 255).astype(np.uint8)
+    q = _quantize(out)  # a rerun from the cache sees exactly what this run sees
     if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(cached) as tmp, open(tmp, "wb") as f:
-            np.savez_compressed(
-                f, reflectance=out, clear=n_clear, record=json.dumps({"items": used})
-            )
-    return Composite(out, n_clear, used, skipped)
+        write_gtiff(
+            cached,
+            np.concatenate([q, n_clear[None].astype(np.int16)]),
+            crs=grid.crs,
+            transform=grid.transform,
+            nodata=QUANTIZED_NODATA,
+            tags={
+                "SOLARMAP_ITEMS": json.dumps(used),
+                "REFLECTANCE_SCALE": "0.0001",
+                "BANDS": ",".join((*BANDS, "clear_observations")),
+            },
+        )
+    return Composite(_dequantize(q), n_clear, used, skipped)
+
+
+#: Nodata of a quantized composite (reflectance × 10000 as int16).
+QUANTIZED_NODATA: Final = -32768
+
+
+def _quantize(refl: np.ndarray) -> np.ndarray:
+    """Reflectance as int16 × 10000 (the L2A quantization; NaN → :data:`QUANTIZED_NODATA`)."""
+    q = np.round(np.clip(refl, -3.2767, 3.2767) * 10000)
+    return np.where(np.isfinite(refl), q, QUANTIZED_NODATA).astype(np.int16)
+
+
+def _dequantize(q: np.ndarray) -> np.ndarray:
+    out = q.astype(np.float32) / np.float32(10000)
+    out[q == QUANTIZED_NODATA] = np.nan
+    return out
 
 
 class _gdal_http:  # noqa: N801 - a context manager used like a function

@@ -841,6 +841,34 @@ def write_cog(
     return Path(path)
 
 
+def write_gtiff(
+    path: PathLike,
+    array: np.ndarray,
+    *,
+    crs: Any,
+    transform: Any,
+    nodata: float | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``array [bands, H, W]`` as a plain tiled GeoTIFF, ZSTD level 1 (DEFLATE where
+    GDAL lacks ZSTD), atomically: a fast working file (a cache), not a deliverable, so no
+    overviews and no COG layout (:func:`write_cog` makes those)."""
+    p = Path(path)
+    zstd = "ZSTD" in _compressions()
+    profile = {
+        "driver": "GTiff", "width": array.shape[2], "height": array.shape[1],
+        "count": array.shape[0], "dtype": str(array.dtype), "crs": crs, "transform": transform,
+        "nodata": nodata, "tiled": True, "blockxsize": 256, "blockysize": 256,
+        "compress": "zstd" if zstd else "deflate", "predictor": 2 if array.dtype.kind in "iu"
+        else 3, **({"zstd_level": 1} if zstd else {"zlevel": 1}),
+    }  # fmt: skip
+    with atomic_path(p) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(array)
+        if tags:
+            dst.update_tags(**{k: str(v) for k, v in tags.items()})
+    return p
+
+
 def resampling(name: str) -> Resampling:
     """Resampling enum from its name (``"nearest"``, ``"bilinear"``, ``"average"``...)."""
     try:

@@ -579,13 +579,15 @@ class SurveyResult:
 def _assign_items(
     tiles: Sequence[Tile], items: Sequence[dict[str, Any]], halo: int
 ) -> dict[str, list[dict[str, Any]]]:
+    """The items whose footprint meets each tile (with its halo), by an R-tree of footprints."""
+    import shapely
     import shapely.geometry
 
-    shapes = [(d, shapely.geometry.shape(d["geometry"])) for d in items]
+    tree = shapely.STRtree([shapely.geometry.shape(d["geometry"]) for d in items])
     found: dict[str, list[dict[str, Any]]] = {}
     for t in tiles:
-        box = shapely.geometry.box(*t.grid(halo).lonlat_bounds())
-        found[t.id] = [d for d, s in shapes if s.intersects(box)]
+        hits = tree.query(shapely.geometry.box(*t.grid(halo).lonlat_bounds()), "intersects")
+        found[t.id] = [items[i] for i in sorted(hits)]
     return found
 
 
@@ -600,15 +602,17 @@ def _plan(
     by_zone: dict[int, list[Tile]] = {}
     for t in tiles:
         by_zone.setdefault(t.epsg, []).append(t)
-    for period in periods:
-        for zone_tiles in by_zone.values():
-            from shapely.geometry import box
-            from shapely.ops import unary_union
+    from shapely.geometry import box
+    from shapely.ops import unary_union
 
-            hull = unary_union([box(*t.grid(config.halo_px).lonlat_bounds()) for t in zone_tiles])
-            items = search_items(source, hull.bounds, period.start, period.end, cache=cache)
-            for tid, its in _assign_items(zone_tiles, items, config.halo_px).items():
-                plan[(period.name, tid)] = its
+    from solarmap.progress import track
+
+    searches = [(p, zone_tiles) for p in periods for zone_tiles in by_zone.values()]
+    for period, zone_tiles in track(searches, "searching imagery", total=len(searches)):
+        hull = unary_union([box(*t.grid(config.halo_px).lonlat_bounds()) for t in zone_tiles])
+        items = search_items(source, hull.bounds, period.start, period.end, cache=cache)
+        for tid, its in _assign_items(zone_tiles, items, config.halo_px).items():
+            plan[(period.name, tid)] = its
     return plan
 
 
@@ -617,7 +621,8 @@ def _client(config: SurveyConfig) -> Any:
     import dask.config
     from distributed import Client, LocalCluster
 
-    dask.config.set({"distributed.worker.daemon": False, "distributed.admin.tick.limit": "60s"})
+    # a task holds its worker's interpreter for seconds (the model): no warning for that
+    dask.config.set({"distributed.admin.tick.limit": "60s"})
     if config.scheduler:
         try:
             return Client(config.scheduler, timeout=f"{max(1, int(config.timeout_s))}s")
@@ -913,7 +918,9 @@ def _write_outputs(
     layers = []
     mosaics: dict[str, list[str]] = {}
     threshold = None
-    for period in periods:
+    from solarmap.progress import track
+
+    for period in track(periods, "merging tiles", total=len(periods)):
         by_zone: dict[int, list[Tile]] = {}
         for t in tiles:
             rec = manifest.get(f"{period.name}/{t.id}", {})

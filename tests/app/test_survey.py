@@ -123,14 +123,24 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     inset = 200.0  # the region: the scene less a margin, so every tile has imagery
     lonlat = transform_bounds(crs, "EPSG:4326", b.left + inset, b.bottom + inset,
                               b.right - inset, b.top - inset)  # fmt: skip
+    w, s, e, n = lonlat  # admin units: the west and the east half
+    units = gpd.GeoDataFrame(
+        {"district": ["West", "East"]},
+        geometry=[shapely.geometry.box(w - 1, s - 1, (w + e) / 2, n + 1),
+                  shapely.geometry.box((w + e) / 2, s - 1, e + 1, n + 1)],
+        crs=4326,
+    )  # fmt: skip
+    units.to_file(root / "units.gpkg", layer="units")
     return {"root": root, "region": region, "items": items, "static": static,
-            "bbox": ",".join(f"{v:.6f}" for v in lonlat), "crs": crs}  # fmt: skip
+            "bbox": ",".join(f"{v:.6f}" for v in lonlat), "crs": crs,
+            "units": root / "units.gpkg"}  # fmt: skip
 
 
 def _config(cat: dict[str, Any], **kw: Any) -> SurveyConfig:
     base: dict[str, Any] = {"region": cat["bbox"], "dates": ("2022",), "tile_px": TILE_PX,
                             "catalog": str(cat["static"]),
-                            "labels": str(cat["region"].osm)}  # fmt: skip
+                            "labels": str(cat["region"].osm), "units": str(cat["units"]),
+                            "units_field": "district"}  # fmt: skip
     return SurveyConfig(**{**base, **kw})
 
 
@@ -146,7 +156,7 @@ def _farms(out: Path) -> gpd.GeoDataFrame:
     return gpd.read_file(out / FARMS_FILE, layer=FARMS_LAYER)
 
 
-def test_survey_writes_valid_gis_layers(surveyed: Path) -> None:
+def test_survey_writes_valid_gis_layers(surveyed: Path, catalog: dict[str, Any]) -> None:
     from rio_cogeo.cogeo import cog_validate
 
     manifest = json.loads((surveyed / MANIFEST_FILE).read_text())["tiles"]
@@ -177,6 +187,12 @@ def test_survey_writes_valid_gis_layers(surveyed: Path) -> None:
     assert (FARMS_LAYER,) in styles
     summary = json.loads((surveyed / "summary.json").read_text())
     assert summary["periods"][0]["farms"] == len(farms)
+    by_unit = summary["periods"][0]["by_unit"]
+    assert set(by_unit) <= {"West", "East"} and len(by_unit) == 2
+    assert sum(u["farms"] for u in by_unit.values()) == len(farms)
+    w, _, e, _ = (float(v) for v in catalog["bbox"].split(","))
+    west = farms["centroid_lon"] < (w + e) / 2
+    assert by_unit["West"]["farms"] == int(west.sum())
     labels = summary["periods"][0]["labels"]  # the region's OSM plants: most found, some not
     assert labels["plants"] >= 5 and labels["recall"] > 0.6
     assert labels["farms_not_in_labels"] == int((~farms["in_osm"]).sum()) > 0
@@ -361,7 +377,8 @@ def _survey_cli(catalog: dict[str, Any], out: Path) -> list[str]:
     return [sys.executable, "-m", "solarmap", "-q", "survey", "--region", catalog["bbox"],
             "--dates", "2022", "--catalog", str(catalog["static"]), "--out", str(out),
             "--tile-px", str(TILE_PX), "--workers", "1",
-            "--labels", str(catalog["region"].osm)]  # fmt: skip
+            "--labels", str(catalog["region"].osm), "--units", str(catalog["units"]),
+            "--units-field", "district"]  # fmt: skip
 
 
 def _done_tiles(out: Path) -> int:

@@ -72,6 +72,7 @@ class StacStandin:
         self.items = items
         self.files = files
         self.mode: Mode = mode
+        self.busy = 0  # answer this many more requests with 503 Service Unavailable
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -148,6 +149,11 @@ class StacStandin:
                 path = urlsplit(self.path).path
                 with standin._lock:
                     standin.requests.append((method, path))
+                    busy = standin.busy > 0
+                    standin.busy -= busy
+                if busy:
+                    self._send(HTTPStatus.SERVICE_UNAVAILABLE, b"busy", "text/plain")
+                    return
                 if standin.mode == "hang":
                     standin._stop.wait(120)  # bounded: the server's stop ends it
                     return

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import rasterio
+import rasterio.warp
 
 from data_prep.stac import (
     CatalogError,
@@ -200,6 +201,19 @@ def test_a_server_that_never_answers_fails_within_the_timeout(served: StacStandi
             search_items(src, [0, 0, 1, 1], DEC, FEB)
 
 
+def test_busy_answers_are_retried(served: StacStandin) -> None:
+    bbox = served.items[0]["bbox"]
+    served.busy = 2
+    try:
+        found = search_items(StacSource(served.url, retries=2), bbox, DEC, FEB)
+        assert len(found) == len(served.items) and served.busy == 0
+        served.busy = 1
+        with pytest.raises(CatalogError, match="0 retries"):
+            search_items(StacSource(served.url, retries=0), bbox, DEC, FEB)
+    finally:
+        served.busy = 0
+
+
 def test_a_server_that_is_not_stac_is_refused() -> None:
     with (
         StacStandin([], mode="garbage") as server,
@@ -236,3 +250,33 @@ def test_median_of_the_clear_observations_equals_numpy_nanmedian() -> None:
         got = nanmedian_first_axis(x)
         assert got.dtype == np.float32
         np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
+
+
+def test_a_folder_of_scenes_is_searched_and_composited_through_the_same_interface(
+    region: Any, truth: np.ndarray, tmp_path: Path
+) -> None:
+    import shutil
+
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    shutil.copy(region.scene, folder / "scene.tif")
+    shutil.copy(region.scl, folder / "scene_SCL.tif")
+    src = StacSource(str(folder))
+    with rasterio.open(region.scene) as ds:
+        bbox = rasterio.warp.transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
+    found = search_items(src, bbox, dt.date(2022, 1, 1), dt.date(2022, 12, 31))
+    assert len(found) == 1 and "scene reader" not in found[0]["properties"]
+    assert search_items(src, bbox, dt.date(2020, 1, 1), dt.date(2020, 12, 31)) == []
+    comp = composite_tile(found, _grid(region), source=src)
+    assert "scene reader" in next(iter(comp.items.values()))
+    ok = np.isfinite(comp.reflectance).all(0)
+    assert ok.mean() > 0.9
+    np.testing.assert_allclose(comp.reflectance[:, ok], truth[:, ok], atol=1e-4)
+    # on a grid half a pixel off the scene's, reprojected: close to the truth
+    g = _grid(region)
+    shifted = TileGrid(g.crs, g.left + 5, g.top - 5, (g.shape[0] - 2, g.shape[1] - 2))
+    moved = composite_tile(found, shifted, source=src)
+    assert np.isfinite(moved.reflectance).all(0).mean() > 0.85
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no scene"):
+        search_items(StacSource(str(tmp_path / "empty")), bbox, DEC, FEB)
