@@ -42,6 +42,8 @@ PathLike = str | os.PathLike[str]
 #: Creation options of the Cloud-Optimized GeoTIFFs solarmap writes.
 COG_OPTIONS: dict[str, str] = {
     "COMPRESS": "DEFLATE",
+    # level 1: 30 % faster than the default 6 for 1-2 % larger files (a 3072² probability)
+    "LEVEL": "1",
     "BLOCKSIZE": "512",
     "OVERVIEWS": "AUTO",
     "BIGTIFF": "IF_SAFER",
@@ -51,6 +53,8 @@ COG_OPTIONS: dict[str, str] = {
 #: The GeoPackage table of QGIS layer styles (see :func:`write_layer_style`).
 LAYER_STYLES = "layer_styles"
 
+#: Largest staging copy of a COG written uncompressed (see :func:`cog_writer`), bytes.
+STAGING_RAW_BYTES = 512 * 1024**2
 #: GDAL block cache while writing COGs (rasterio takes an integer as bytes).
 GDAL_CACHE_BYTES = 256 * 1024**2
 
@@ -752,9 +756,13 @@ def cog_writer(
             "tiled": True,
             "blockxsize": 512,
             "blockysize": 512,
-            "compress": "zstd" if "ZSTD" in _compressions() else "deflate",
             "BIGTIFF": "IF_SAFER",
         }
+        # the staging copy is read once, by the COG conversion: uncompressed while it is
+        # small (measured: 0.04 s against 0.8 s with ZSTD for a 3072² float32 band), so only
+        # the COG is compressed; compressed above STAGING_RAW_BYTES, to bound the disk it takes
+        if width * height * count * np.dtype(dtype).itemsize > STAGING_RAW_BYTES:
+            profile["compress"] = "zstd" if "ZSTD" in _compressions() else "deflate"
         if width < 512 or height < 512:
             profile.pop("blockxsize")
             profile.pop("blockysize")

@@ -29,6 +29,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,8 @@ _CHECKPOINT_KEYS = (
     "solarmap_version", "format_version", "bands", "chip_size", "threshold", "model",
     "normalisation", "metrics", "created", "region",
 )  # fmt: skip
-_TIME_KEYS = ("read", "forward", "blend", "write", "polygonize", "ood")
+#: ``read`` is the reader thread's time, ``read_wait`` the part of it the model waited for.
+_TIME_KEYS = ("read", "read_wait", "forward", "blend", "write", "polygonize", "ood")
 
 
 @dataclass(frozen=True)
@@ -410,45 +412,63 @@ def _predict_to_cog(
         units=["probability"],
         style=probability_style(threshold=threshold),
     ) as dst:
-        for k, chunk, row_done in track(
-            _batches(rows, cols, config.batch_size),
-            f"predict {info.scene_id}",
-            total=n_batches,
-        ):
-            r, c0 = rows[k], chunk[0]
+        batches = list(_batches(rows, cols, config.batch_size))
+
+        def read(i: int) -> tuple[np.ndarray, np.ndarray, float]:
+            k, chunk, _ = batches[i]
             t = time.perf_counter()
-            span = chunk[-1] + S - c0
-            x, valid = read_padded(scene, Window(c0, r, span, S))
-            stack = np.stack([x[:, :, c - c0 : c - c0 + S] for c in chunk])
-            has_data = np.array([valid[:, c - c0 : c - c0 + S].any() for c in chunk])
-            seconds["read"] += time.perf_counter() - t
-            if stats is not None:  # each scene pixel once, from the read already made
-                t = time.perf_counter()
-                h, w = min(next_row[r], H) - r, min(next_col[chunk[-1]], W) - c0
-                stats.update(x[:, :h, :w], valid[:h, :w], row=r, col=c0)
-                seconds["ood"] += time.perf_counter() - t
+            x, valid = read_padded(scene, Window(chunk[0], rows[k], chunk[-1] + S - chunk[0], S))
+            return x, valid, time.perf_counter() - t
 
-            counts.windows += len(chunk)
-            counts.windows_skipped += int((~has_data).sum())
-            if has_data.any():  # windows with no valid pixel skip the model
+        # The next batch is read while this one is in the model: one reader thread, so the
+        # scene is read by one thread at a time (reads release the GIL while decompressing).
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="solarmap-read")
+        ahead = reader.submit(read, 0)
+        try:
+            for i, (k, chunk, row_done) in enumerate(
+                track(batches, f"predict {info.scene_id}", total=n_batches)
+            ):
+                r, c0 = rows[k], chunk[0]
+                span = chunk[-1] + S - c0
                 t = time.perf_counter()
-                prob = _forward(run, checkpoint, stack[has_data])
-                seconds["forward"] += time.perf_counter() - t
-
+                x, valid, read_s = ahead.result()
+                if i + 1 < len(batches):
+                    ahead = reader.submit(read, i + 1)
+                seconds["read_wait"] += time.perf_counter() - t
+                seconds["read"] += read_s
                 t = time.perf_counter()
-                used = [c for c, keep in zip(chunk, has_data, strict=True) if keep]
-                for c, p in zip(used, prob, strict=True):
-                    wgt = weights(k > 0, k < len(rows) - 1, c > 0, c + S < W)
-                    acc[:, c : c + S] += wgt * p
-                    wsum[:, c : c + S] += wgt
-                valid_acc[:, c0 : c0 + span] |= valid
+                stack = np.stack([x[:, :, c - c0 : c - c0 + S] for c in chunk])
+                has_data = np.array([valid[:, c - c0 : c - c0 + S].any() for c in chunk])
                 seconds["blend"] += time.perf_counter() - t
+                if stats is not None:  # each scene pixel once, from the read already made
+                    t = time.perf_counter()
+                    h, w = min(next_row[r], H) - r, min(next_col[chunk[-1]], W) - c0
+                    stats.update(x[:, :h, :w], valid[:h, :w], row=r, col=c0)
+                    seconds["ood"] += time.perf_counter() - t
 
-            if row_done:
-                if k < len(rows) - 1:
-                    flush(dst, r, rows[k + 1] - r)
-                else:
-                    flush(dst, r, min(S, H - r))
+                counts.windows += len(chunk)
+                counts.windows_skipped += int((~has_data).sum())
+                if has_data.any():  # windows with no valid pixel skip the model
+                    t = time.perf_counter()
+                    prob = _forward(run, checkpoint, stack[has_data])
+                    seconds["forward"] += time.perf_counter() - t
+
+                    t = time.perf_counter()
+                    used = [c for c, keep in zip(chunk, has_data, strict=True) if keep]
+                    for c, p in zip(used, prob, strict=True):
+                        wgt = weights(k > 0, k < len(rows) - 1, c > 0, c + S < W)
+                        acc[:, c : c + S] += wgt * p
+                        wsum[:, c : c + S] += wgt
+                    valid_acc[:, c0 : c0 + span] |= valid
+                    seconds["blend"] += time.perf_counter() - t
+
+                if row_done:
+                    if k < len(rows) - 1:
+                        flush(dst, r, rows[k + 1] - r)
+                    else:
+                        flush(dst, r, min(S, H - r))
+        finally:
+            reader.shutdown(wait=True, cancel_futures=True)
         if counts.valid_pixels == 0:
             raise InputError(
                 f"{info.source}: scene has no valid pixel (all no data or masked); "

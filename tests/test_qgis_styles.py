@@ -306,28 +306,16 @@ EXPECTED = {
 }
 
 
-@pytest.mark.timeout(INSTALL_SECONDS + 300)
-def test_qgis_opens_every_output_with_the_style_written(
-    outputs: dict[str, dict[str, Any]], qgis_python: Path, tmp_path: Path
-) -> None:
-    # A planner's copy: QGIS may write .aux.xml statistics beside the rasters it opens.
-    spec = []
-    for name, o in outputs.items():
-        src = Path(o["path"])
-        dst = tmp_path / "layers" / name / src.name
-        dst.parent.mkdir(parents=True)
-        shutil.copy2(src, dst)
-        if src.with_suffix(".qml").exists():
-            shutil.copy2(src.with_suffix(".qml"), dst.with_suffix(".qml"))
-        spec.append(
-            {
-                "name": name,
-                "kind": o["kind"],
-                "path": str(dst),
-                "layer": o.get("layer"),
-                "png": str(tmp_path / f"{name}.png"),
-            }
-        )
+def open_in_qgis(
+    qgis_python: Path, layers: dict[str, dict[str, Any]], tmp_path: Path
+) -> dict[str, Any]:
+    """Open each layer (``{name: {"kind", "path", "layer"}}``) in QGIS as a planner does, with
+    and without its default style, and render it to ``tmp_path/<name>.png``; what QGIS found."""
+    spec = [
+        {"name": name, "kind": o["kind"], "path": str(o["path"]), "layer": o.get("layer"),
+         "png": str(tmp_path / f"{name}.png")}
+        for name, o in layers.items()
+    ]  # fmt: skip
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     run = subprocess.run(
         [str(qgis_python), str(SCRIPT), str(tmp_path / "spec.json"), str(tmp_path / "out.json")],
@@ -337,17 +325,39 @@ def test_qgis_opens_every_output_with_the_style_written(
         env=_env(tmp_path / "qgis-config"),
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    found = json.loads((tmp_path / "out.json").read_text())
+    return json.loads((tmp_path / "out.json").read_text())  # type: ignore[no-any-return]
+
+
+def assert_drawn_with(found: dict[str, Any], name: str, renderer: str, png: Path) -> None:
+    """QGIS loaded the layer's default style, with ``renderer``, and it drew something."""
+    got = found[name]
+    assert "error" not in got, f"{name}: {got.get('error')}"
+    assert got["loaded"], f"{name}: QGIS found no default style ({got['message']})"
+    assert got["styled"]["renderer"] == renderer, f"{name}: {got['styled']}"
+    drawn, colours = _drawn_share(png)
+    assert drawn > 1 - MAX_WHITE and colours >= 2, f"{name}: rendered blank ({drawn:.1%})"
+
+
+@pytest.mark.timeout(INSTALL_SECONDS + 300)
+def test_qgis_opens_every_output_with_the_style_written(
+    outputs: dict[str, dict[str, Any]], qgis_python: Path, tmp_path: Path
+) -> None:
+    # A planner's copy: QGIS may write .aux.xml statistics beside the rasters it opens.
+    layers = {}
+    for name, o in outputs.items():
+        src = Path(o["path"])
+        dst = tmp_path / "layers" / name / src.name
+        dst.parent.mkdir(parents=True)
+        shutil.copy2(src, dst)
+        if src.with_suffix(".qml").exists():
+            shutil.copy2(src.with_suffix(".qml"), dst.with_suffix(".qml"))
+        layers[name] = {**o, "path": dst}
+    found = open_in_qgis(qgis_python, layers, tmp_path)
     assert found["qgis"].startswith("3.")
 
     assert set(EXPECTED) == set(outputs)
     for name, renderer in EXPECTED.items():
-        got = found[name]
-        assert "error" not in got, f"{name}: {got.get('error')}"
-        assert got["loaded"], f"{name}: QGIS found no default style ({got['message']})"
-        assert got["styled"]["renderer"] == renderer, f"{name}: {got['styled']}"
-        drawn, colours = _drawn_share(tmp_path / f"{name}.png")
-        assert drawn > 1 - MAX_WHITE and colours >= 2, f"{name}: rendered blank ({drawn:.1%})"
+        assert_drawn_with(found, name, renderer, tmp_path / f"{name}.png")
 
     # What QGIS shows without the style, and what the style changes.
     assert found["detections"]["default"]["renderer"] == "singleSymbol"

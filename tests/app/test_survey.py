@@ -528,3 +528,19 @@ def test_labels_from_overpass_are_fetched_once_and_kept(
     assert len(kept) == 0  # the stand-in's plants lie elsewhere: none in the region
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["periods"][0]["labels"]["plants"] == 0
+
+
+@pytest.mark.timeout(900)
+def test_qgis_opens_the_survey_layers_with_their_styles(
+    surveyed: Path, qgis_python: Path, tmp_path: Path
+) -> None:
+    from tests.test_qgis_styles import assert_drawn_with, open_in_qgis
+
+    vrt = next((surveyed / "mosaic").glob("*.vrt"))
+    layers = {
+        "farms": {"kind": "vector", "path": surveyed / FARMS_FILE, "layer": FARMS_LAYER},
+        "mosaic": {"kind": "raster", "path": vrt},  # in place: its tiles are named relative
+    }
+    found = open_in_qgis(qgis_python, layers, tmp_path)
+    assert_drawn_with(found, "farms", "graduatedSymbol", tmp_path / "farms.png")
+    assert_drawn_with(found, "mosaic", "singlebandpseudocolor", tmp_path / "mosaic.png")

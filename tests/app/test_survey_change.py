@@ -138,3 +138,14 @@ def test_construction_labels_are_read_and_checked(tmp_path: Path) -> None:
         (tmp_path / "bad.csv").write_text(text)
         with pytest.raises(InputError, match=words):
             read_construction_labels(tmp_path / "bad.csv")
+
+
+@pytest.mark.timeout(900)
+def test_qgis_opens_the_sites_with_their_style(
+    series: dict[str, Any], qgis_python: Path, tmp_path: Path
+) -> None:
+    from tests.test_qgis_styles import assert_drawn_with, open_in_qgis
+
+    layers = {"sites": {"kind": "vector", "path": series["out"] / "sites.gpkg", "layer": "sites"}}
+    found = open_in_qgis(qgis_python, layers, tmp_path)
+    assert_drawn_with(found, "sites", "categorizedSymbol", tmp_path / "sites.png")

@@ -171,7 +171,15 @@ def test_grid_cog_tags_and_known_answer_without_seams(tmp_path: Path) -> None:
     np.testing.assert_allclose(prob, want, atol=2e-6, equal_nan=True)
     # Streaming: no read is taller than a window or covers the whole scene.
     assert scene.reads and max(h for _, _, h, _ in scene.reads) <= SMALL.window
-    assert set(res.seconds) == {"read", "forward", "blend", "write", "polygonize", "ood"}
+    assert set(res.seconds) == {
+        "read",
+        "read_wait",
+        "forward",
+        "blend",
+        "write",
+        "polygonize",
+        "ood",
+    }
     assert all(v >= 0 for v in res.seconds.values())
 
     record = json.loads((tmp_path / "out" / "predict.json").read_text())
