@@ -35,6 +35,7 @@ from solarmap.app.survey import (
     utm_parts,
 )
 from solarmap.errors import InputError, SolarmapError
+from tests.data.loopback import LoopbackServer
 from tests.data.make_stac import ItemSpec, write_items, write_static_catalog
 from tests.data.stac_standin import StacStandin
 
@@ -428,23 +429,32 @@ def test_survey_killed_at_several_points_resumes_to_the_same_outputs(
 # --- place names, periods without imagery -------------------------------------------------------
 
 
-class _Nominatim:
+class _Nominatim(LoopbackServer):
     """A Nominatim stand-in on 127.0.0.1: one known place, nothing else."""
 
     def __init__(self, known: str, geometry: dict[str, Any]) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        from threading import Thread
+        self.known, self.geometry = known, geometry
+        super().__init__()
+
+    @property
+    def url(self) -> str:
+        return self.base_url + "/"
+
+    def answer(self, q: str) -> list[dict[str, Any]]:
+        if q.lower() != self.known.lower():
+            return []
+        w, s, e, n = shapely.geometry.shape(self.geometry).bounds
+        place = {"place_id": 1, "osm_type": "relation", "osm_id": 1, "lat": str((s + n) / 2),
+                 "lon": str((w + e) / 2), "display_name": self.known, "class": "boundary",
+                 "type": "administrative", "importance": 0.9, "geojson": self.geometry,
+                 "boundingbox": [str(s), str(n), str(w), str(e)]}  # fmt: skip
+        return [place]
+
+    def _handler_class(self) -> type[Any]:
+        from http.server import BaseHTTPRequestHandler
         from urllib.parse import parse_qs, urlsplit
 
-        def answer(q: str) -> list[dict[str, Any]]:
-            if q.lower() != known.lower():
-                return []
-            w, s, e, n = shapely.geometry.shape(geometry).bounds
-            place = {"place_id": 1, "osm_type": "relation", "osm_id": 1, "lat": str((s + n) / 2),
-                     "lon": str((w + e) / 2), "display_name": known, "class": "boundary",
-                     "type": "administrative", "importance": 0.9, "geojson": geometry,
-                     "boundingbox": [str(s), str(n), str(w), str(e)]}  # fmt: skip
-            return [place]
+        standin = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
@@ -452,27 +462,14 @@ class _Nominatim:
 
             def do_GET(self) -> None:
                 q = parse_qs(urlsplit(self.path).query).get("q", [""])[0]
-                body = json.dumps(answer(q)).encode()
+                body = json.dumps(standin.answer(q)).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/"
-
-    def __enter__(self) -> _Nominatim:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return Handler
 
 
 def test_a_place_name_is_geocoded_and_an_unknown_one_refused(
@@ -504,20 +501,12 @@ def test_a_period_without_imagery_is_reported_per_tile(
 def test_labels_from_overpass_are_fetched_once_and_kept(
     catalog: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import socket
-
-    import osmnx as ox
 
     from tests.data import make_osm
-    from tests.data.overpass_standin import OverpassStandin
+    from tests.data.overpass_standin import OverpassStandin, point_osmnx_at
 
     with OverpassStandin(make_osm.solar_scene().sorted_elements()) as server:
-        monkeypatch.setattr(ox.settings, "overpass_url", server.url)
-        monkeypatch.setattr(ox.settings, "overpass_rate_limit", False)
-        monkeypatch.setattr(ox.settings, "use_cache", False)
-        monkeypatch.setattr(ox.settings, "doh_url_template", None)
-        monkeypatch.setattr(socket, "getaddrinfo", socket.getaddrinfo)
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        point_osmnx_at(monkeypatch, server)
         cfg = _config(catalog, dates=("2019",), labels="overpass")
         survey(cfg, tmp_path / "out")
         assert any("power" in q for q in server.queries)

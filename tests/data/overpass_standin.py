@@ -16,16 +16,16 @@ Example::
 from __future__ import annotations
 
 import json
-import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 try:
+    from tests.data.loopback import LoopbackServer
     from tests.data.make_osm import overpass_json
 except ModuleNotFoundError:  # run from tests/data itself
+    from loopback import LoopbackServer  # type: ignore[no-redef]
     from make_osm import overpass_json  # type: ignore[no-redef]
 
 _STATUS = (
@@ -38,7 +38,7 @@ _STATUS = (
 )
 
 
-class OverpassStandin:
+class OverpassStandin(LoopbackServer):
     """Threaded HTTP server answering Overpass requests with fixed elements.
 
     Attributes:
@@ -51,43 +51,12 @@ class OverpassStandin:
         self.elements: list[dict[str, Any]] = list(elements or [])
         self.queries: list[str] = []
         self.requests: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     @property
     def url(self) -> str:
         """Base URL to give osmnx (``settings.overpass_url``), without ``/interpreter``."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/api"
-
-    def start(self) -> OverpassStandin:
-        """Serve in a background thread."""
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=10)
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> OverpassStandin:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return f"{self.base_url}/api"
 
     def _record(self, method: str, path: str, query: str | None) -> list[dict[str, Any]]:
         with self._lock:
@@ -137,3 +106,20 @@ class OverpassStandin:
                 pass  # keep test output quiet
 
         return Handler
+
+
+def point_osmnx_at(monkeypatch: Any, server: OverpassStandin) -> None:
+    """Send osmnx's Overpass queries to ``server`` only, through osmnx's settings: no cache,
+    no rate-limit pause, no DNS over HTTPS to another host, no proxy; osmnx pins the Overpass
+    host by replacing ``socket.getaddrinfo``, which the monkeypatch undoes afterwards."""
+    import socket
+
+    import osmnx as ox
+
+    monkeypatch.setattr(ox.settings, "overpass_url", server.url)
+    monkeypatch.setattr(ox.settings, "overpass_rate_limit", False)
+    monkeypatch.setattr(ox.settings, "use_cache", False)
+    monkeypatch.setattr(ox.settings, "requests_timeout", 10)
+    monkeypatch.setattr(ox.settings, "doh_url_template", None)
+    monkeypatch.setattr(socket, "getaddrinfo", socket.getaddrinfo)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")

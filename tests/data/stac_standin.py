@@ -19,11 +19,12 @@ import datetime as dt
 import json
 import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
+
+from tests.data.loopback import LoopbackServer
 
 Mode = Literal["ok", "hang", "garbage", "broken-assets"]
 _CONFORMS = [
@@ -57,7 +58,7 @@ def _matches(item: dict[str, Any], params: dict[str, Any]) -> bool:
     return not (cloud is not None and item["properties"].get("eo:cloud_cover", 0) > cloud)
 
 
-class StacStandin:
+class StacStandin(LoopbackServer):
     """Threaded HTTP server answering STAC item searches and serving asset files.
 
     Attributes:
@@ -74,16 +75,12 @@ class StacStandin:
         self.mode: Mode = mode
         self.busy = 0  # answer this many more requests with 503 Service Unavailable
         self.requests: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.base_url
 
     @property
     def files_url(self) -> str:
@@ -93,31 +90,9 @@ class StacStandin:
         with self._lock:
             return sum(1 for _, p in self.requests if p.startswith("/files/"))
 
-    def start(self) -> StacStandin:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=10)
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> StacStandin:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self._stop.set()  # a hanging answer ends
+        super().stop()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         standin = self

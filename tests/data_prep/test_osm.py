@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +29,7 @@ if str(ROOT) not in sys.path:  # pytest's default import mode puts only tests/da
     sys.path.insert(0, str(ROOT))
 
 from tests.data import make_osm  # noqa: E402
-from tests.data.overpass_standin import OverpassStandin  # noqa: E402
+from tests.data.overpass_standin import OverpassStandin, point_osmnx_at  # noqa: E402
 
 REALDATA = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
 AUSTRIA = REALDATA / "austria-s2-2022" / "osm_solar_polygons_austria.geojson"
@@ -71,14 +70,7 @@ def row(labels: gpd.GeoDataFrame, osm_id: str) -> gpd.GeoSeries:
 def overpass(monkeypatch: pytest.MonkeyPatch, scene: make_osm.OsmBuilder) -> Iterator:
     """The Overpass stand-in, with osmnx pointed at it through its settings only."""
     with OverpassStandin(scene.sorted_elements()) as server:
-        monkeypatch.setattr(ox.settings, "overpass_url", server.url)
-        monkeypatch.setattr(ox.settings, "overpass_rate_limit", False)
-        monkeypatch.setattr(ox.settings, "use_cache", False)
-        monkeypatch.setattr(ox.settings, "requests_timeout", 10)
-        monkeypatch.setattr(ox.settings, "doh_url_template", None)  # never another host
-        # osmnx pins the Overpass host by replacing socket.getaddrinfo: undo it afterwards
-        monkeypatch.setattr(socket, "getaddrinfo", socket.getaddrinfo)
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        point_osmnx_at(monkeypatch, server)
         yield server
 
 

@@ -195,13 +195,11 @@ def test_labels_from_overpass_through_osmnx(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`--labels overpass` queries the scene footprint through osmnx (stand-in on 127.0.0.1)."""
-    import socket
 
-    import osmnx as ox
     from pyproj import Transformer
 
     from tests.data import make_osm
-    from tests.data.overpass_standin import OverpassStandin
+    from tests.data.overpass_standin import OverpassStandin, point_osmnx_at
 
     # A scene in UTM 33N whose upper-left corner is 100 m west and 800 m north of the fixture.
     e0, n0 = Transformer.from_crs(4326, 32633, always_xy=True).transform(*make_osm.ORIGIN)
@@ -210,12 +208,7 @@ def test_labels_from_overpass_through_osmnx(
         tmp_path / "s.tif", size=(100, 130), crs="EPSG:32633", origin=origin, solar_box=None
     )
     with OverpassStandin(make_osm.solar_scene().sorted_elements()) as server:
-        monkeypatch.setattr(ox.settings, "overpass_url", server.url)
-        monkeypatch.setattr(ox.settings, "overpass_rate_limit", False)
-        monkeypatch.setattr(ox.settings, "use_cache", False)
-        monkeypatch.setattr(ox.settings, "doh_url_template", None)
-        monkeypatch.setattr(socket, "getaddrinfo", socket.getaddrinfo)
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        point_osmnx_at(monkeypatch, server)
         res = prepare([scene], "overpass", tmp_path / "o", config=PrepareConfig(chip_size=64))
         assert any("power" in q for q in server.queries)
     with rasterio.open(res.scenes[0].mask) as src:
