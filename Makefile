@@ -41,6 +41,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_prepare.py
 	$(BIN)/python benchmarks/bench_predict.py
 	$(BIN)/python benchmarks/bench_fast_predict.py --workdir bench-fast-predict
+	$(BIN)/python benchmarks/bench_survey.py --workdir bench-survey
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_realdata.py
 	# the attribution benchmarks need `make demo` first (checkpoint and predictions in demo-out/)
