@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -85,7 +87,9 @@ def _browser(timeout: float) -> Iterator[str]:
     exe = find_chromium()
     if exe is None:
         raise RuntimeError("no chromium on the PATH")
-    with tempfile.TemporaryDirectory() as profile:
+    # its helper processes (renderer, zygote) may still write the profile when the browser
+    # has gone: the whole process group is stopped, then the profile removed, with retries
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         args = [
             exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
             "--no-default-browser-check", "--remote-debugging-address=127.0.0.1",
@@ -95,6 +99,7 @@ def _browser(timeout: float) -> Iterator[str]:
             args,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
@@ -108,12 +113,24 @@ def _browser(timeout: float) -> Iterator[str]:
             else:
                 raise RuntimeError("chromium did not open its DevTools port in time")
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            _stop_group(proc)
+            for _ in range(50):  # bounded: 5 s
+                shutil.rmtree(profile, ignore_errors=True)
+                if not Path(profile).exists():
+                    break
+                time.sleep(0.1)
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the browser's process group, wait for the browser (10 s at most), then SIGKILL
+    whatever of the group is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
 
 
 #: What the page's images are, as the browser laid them out (page coordinates, CSS pixels).

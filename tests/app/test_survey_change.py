@@ -119,8 +119,9 @@ def test_construction_intervals_agree_with_the_known_years(series: dict[str, Any
 
 
 def test_a_farm_taken_down_is_a_vanished_site(series: dict[str, Any]) -> None:
-    sites = gpd.read_file(series["out"] / "sites.gpkg", layer="sites")
-    gone = series["truth"].to_crs(4326).geometry.iloc[0]
+    truth = series["truth"]
+    sites = gpd.read_file(series["out"] / "sites.gpkg", layer="sites").to_crs(truth.crs)
+    gone = truth.geometry.iloc[0]
     hit = sites[sites.intersects(gone)]
     assert len(hit) >= 1
     site = hit.iloc[int(np.argmax(hit.intersection(gone).area))]
