@@ -33,6 +33,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
@@ -519,7 +520,10 @@ def _cache_key(items: Sequence[dict[str, Any]], grid: TileGrid) -> str:
 
 
 def _load_group(
-    items: Sequence[dict[str, Any]], grid: TileGrid, patch: Callable[[str], str] | None
+    items: Sequence[dict[str, Any]],
+    grid: TileGrid,
+    patch: Callable[[str], str] | None,
+    threads: int = 1,
 ) -> Any:
     import odc.stac
     import pystac
@@ -537,6 +541,7 @@ def _load_group(
         chunks=None,
         patch_url=patch,
         fail_on_error=True,
+        pool=threads if threads > 1 else None,
     ), keys
 
 
@@ -635,8 +640,11 @@ def composite_tile(
     *,
     source: StacSource,
     cache: Path | None = None,
+    threads: int = 1,
 ) -> Composite:
     """The per-pixel median of the clear observations of ``items`` on ``grid``.
+
+    ``threads`` read the assets at once (GDAL decompresses without the GIL).
 
     Items whose encoding cannot be decided are skipped (their reason recorded). Pixels are
     clear where the SCL is none of :data:`~solarmap.bands.SCL_INVALID` and no band is nodata.
@@ -690,7 +698,7 @@ def composite_tile(
         ids = [d["id"] for d in group]
         try:
             with _gdal_http(source):
-                ds, keys = _load_group(group, grid, patch)
+                ds, keys = _load_group(group, grid, patch, threads)
         except Exception as err:
             raise CatalogError(f"assets of {', '.join(ids)} unreadable: {_short(err)}") from err
         dn = np.stack([ds[keys[b]].values for b in BANDS], axis=1)  # [T, 10, H, W]
@@ -709,10 +717,18 @@ def composite_tile(
     clear_all = np.stack(clears)  # [T, H, W]
     h, w = grid.shape
     out = np.full((len(BANDS), h, w), np.nan, dtype=np.float32)
-    for b in range(len(BANDS)):  # a band at a time bounds memory to one [T, H, W] stack
+
+    def band_median(b: int) -> None:  # a band at a time bounds memory to [T, H, W] a thread
         stack = np.stack([dn[b] * np.float32(e.scale) + np.float32(e.offset) for dn, e in planes])
         stack[~clear_all] = np.nan
         out[b] = nanmedian_first_axis(stack)
+
+    if threads > 1:  # numpy's whole-array operations release the GIL
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(band_median, range(len(BANDS))))
+    else:
+        for b in range(len(BANDS)):
+            band_median(b)
     n_clear = clear_all.sum(axis=0).clip(0, 255).astype(np.uint8)
     q = _quantize(out)  # a rerun from the cache sees exactly what this run sees
     if cached is not None:

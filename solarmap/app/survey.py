@@ -451,7 +451,9 @@ def _run_tile(task: TileTask) -> dict[str, Any]:
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     try:
-        comp = composite_tile(items, grid, source=task.source, cache=Path(task.cache))
+        comp = composite_tile(
+            items, grid, source=task.source, cache=Path(task.cache), threads=task.threads
+        )
     except ItemError as err:
         return _no_imagery(task, record, str(err))
     seconds["composite"] = time.perf_counter() - t

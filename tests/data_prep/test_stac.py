@@ -188,6 +188,8 @@ def test_cache_reads_nothing_twice(served: StacStandin, region: Any, tmp_path: P
     assert len(served.requests) == n  # neither the search nor any asset was asked for again
     np.testing.assert_array_equal(first.reflectance, second.reflectance)
     assert first.items == second.items
+    threaded = composite_tile(items[:2], _grid(region), source=src, threads=2)  # no cache
+    np.testing.assert_array_equal(threaded.reflectance, first.reflectance)
 
 
 # --- faults ---------------------------------------------------------------------------------------
