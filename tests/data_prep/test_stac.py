@@ -233,6 +233,17 @@ def test_corrupt_assets_raise_catalog_error(served: StacStandin, region: Any) ->
         assert broken.asset_requests() > 0
 
 
+@pytest.mark.timeout(60)
+def test_assets_that_never_come_fail_within_the_timeout_on_every_read_thread(
+    served: StacStandin, region: Any
+) -> None:
+    with StacStandin([], files=served.files, mode="hang") as silent:
+        item = json.loads(json.dumps(served.items[1]).replace(served.url, silent.url))
+        source = StacSource(silent.url, timeout_s=1, retries=0)
+        with pytest.raises(CatalogError, match="unreadable"):
+            composite_tile([item], _grid(region), source=source, threads=2)
+
+
 def test_source_options_are_checked() -> None:
     with pytest.raises(ItemError.__mro__[1], match="--max-cloud"):
         StacSource("x", max_cloud=120)
