@@ -288,10 +288,13 @@ def test_rerun_resumes_and_recomputes_only_missing_tiles(
 
 
 def test_no_imagery_is_reported_per_tile_and_corrupt_assets_fail_their_tile(
-    catalog: dict[str, Any], tmp_path: Path
+    catalog: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Tiles beyond the imagery are 'no-imagery'; with assets broken every tile fails with
-    its reason, the survey still finishes, and a rerun with the assets fixed retries them."""
+    its reason, the survey still finishes (the command exits 1, saying so in its last line),
+    and a rerun with the assets fixed retries them."""
+    from solarmap.app.cli import main
+
     w, s, e, n = (float(v) for v in catalog["bbox"].split(","))
     wider = f"{w},{s},{e + 0.05},{n}"  # eastwards past the scene
     files = catalog["root"] / "files"
@@ -303,9 +306,18 @@ def test_no_imagery_is_reported_per_tile_and_corrupt_assets_fail_their_tile(
             d["properties"]["updated"] = "2024-01-01T00:00:00Z"
         cfg = _config(catalog, region=wider, catalog=server.url, retries=0, timeout_s=5)
         out = tmp_path / "out"
-        res = survey(cfg, out)
-        assert res.states.get("failed", 0) == 9 and res.states.get("no-imagery", 0) >= 3
-        assert all("unreadable" in why for why in res.failed.values())
+        argv = ["-q", "survey", "--region", wider, "--dates", "2022", "--catalog", server.url,
+                "--retries", "0", "--timeout", "5", "--tile-px", str(TILE_PX), "--out", str(out),
+                "--labels", str(catalog["region"].osm), "--units", str(catalog["units"]),
+                "--units-field", "district"]  # fmt: skip
+        capsys.readouterr()
+        assert main(argv) == 1
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "9 tile(s) failed" in last and "unreadable" in last and "rerun" in last
+        manifest = json.loads((out / MANIFEST_FILE).read_text())["tiles"]
+        failed = [r for r in manifest.values() if r["state"] == "failed"]
+        assert len(failed) == 9 and all("unreadable" in r["reason"] for r in failed)
+        assert sum(r["state"] == "no-imagery" for r in manifest.values()) >= 3
         server.mode = "ok"
         res = survey(cfg, out)
     assert res.states.get("done") == 9 and not res.failed
