@@ -47,12 +47,13 @@ from scipy import ndimage
 from solarmap.bands import (
     BANDS,
     L2A_BOA_ADD_OFFSET,
-    L2A_OFFSET_BASELINE,
     L2A_OFFSET_SINCE,
     L2A_QUANTIFICATION,
     NATIVE_RESOLUTION_M,
     SCL_CLASSES,
     SCL_INVALID,
+    baseline_in_name,
+    l2a_offset_dn,
     normalise_band_name,
 )
 from solarmap.errors import InputError, InputFileError
@@ -112,7 +113,6 @@ _BAND_TOKEN = re.compile(r"(?<![A-Za-z0-9])B(8A|0[1-9]|1[0-2]|[1-9])(?![A-Za-z0-
 _SCL_TOKEN = re.compile(r"(?<![A-Za-z0-9])SCL(?![A-Za-z0-9])", re.I)
 _RES_TOKEN = re.compile(r"_(\d+)m(?![A-Za-z0-9])", re.I)
 _TILE_TIME = re.compile(r"T\d{2}[A-Z]{3}_\d{8}T\d{6}")
-_BASELINE = re.compile(r"_N(\d{2})(\d{2})_")
 _ISO_DATE = re.compile(r"(?<!\d)(\d{4})[-:](\d{2})[-:](\d{2})(?!\d)")
 _COMPACT_DATE = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})T\d{6}")
 
@@ -1027,8 +1027,8 @@ def _baseline_from(tags: dict[str, str], *names: str) -> float | None:
         except ValueError:
             log.warning("ignoring PROCESSING_BASELINE=%r: not a number", value)
     for name in names:
-        if m := _BASELINE.search(name):
-            return int(m.group(1)) + int(m.group(2)) / 100
+        if (baseline := baseline_in_name(name)) is not None:
+            return baseline
     return None
 
 
@@ -1047,8 +1047,7 @@ def _tag_number(src: _Source, tags: dict[str, str], *keys: str) -> float | None:
 def _default_offset(meta: _Meta) -> tuple[float, str]:
     """L2A BOA_ADD_OFFSET implied by the processing baseline or the date, and why."""
     if meta.baseline is not None:
-        off = _NEW_OFFSET if meta.baseline >= L2A_OFFSET_BASELINE else 0.0
-        return off, f"processing baseline {meta.baseline:05.2f}"
+        return l2a_offset_dn(meta.baseline), f"processing baseline {meta.baseline:05.2f}"
     if meta.date is not None:
         off = _NEW_OFFSET if meta.date >= L2A_OFFSET_SINCE else 0.0
         return off, f"sensing date {meta.date.isoformat()}"

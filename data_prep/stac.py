@@ -31,7 +31,6 @@ import importlib
 import json
 import logging
 import math
-import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,12 +42,12 @@ from rasterio.windows import Window
 
 from solarmap.bands import (
     BANDS,
-    L2A_BOA_ADD_OFFSET,
-    L2A_OFFSET_BASELINE,
     L2A_QUANTIFICATION,
     SCL_INVALID,
+    baseline_in_name,
+    l2a_offset_dn,
 )
-from solarmap.errors import InputError, SolarmapError
+from solarmap.errors import InputError, SolarmapError, first_line
 from solarmap.geo import open_raster, write_gtiff, write_json
 
 log = logging.getLogger(__name__)
@@ -77,7 +76,6 @@ NETWORK_MAX: Final = 4
 NEGATIVE_SHARE_LIMIT: Final = 0.01
 #: The property of an item made from a scene file (a folder of scenes): the scene's path.
 SCENE_PROPERTY: Final = "solarmap:scene"
-_BASELINE_IN_NAME = re.compile(r"_N(\d{2})(\d{2})(?:_|$)")
 _BASELINE_PROPERTIES: Final = ("s2:processing_baseline", "sentinel:processing_baseline")
 
 
@@ -178,11 +176,11 @@ def _search_api(
     except (requests.RequestException, pystac_client.exceptions.APIError, OSError) as err:
         raise CatalogError(
             f"catalog {source.catalog} did not answer in {source.timeout_s:g} s "
-            f"({source.retries} retries): {_short(err)}; check the URL or raise --timeout"
+            f"({source.retries} retries): {first_line(err)}; check the URL or raise --timeout"
         ) from err
     except (ValueError, KeyError, TypeError) as err:
         raise CatalogError(
-            f"catalog {source.catalog} answered something that is not a STAC API: {_short(err)}"
+            f"catalog {source.catalog} answered something that is not a STAC API: {first_line(err)}"
         ) from err
 
 
@@ -201,12 +199,6 @@ def _retry(n: int) -> Any:
         status_forcelist=(429, 500, 502, 503, 504),
         allowed_methods=None,
     )
-
-
-def _short(err: BaseException) -> str:
-    from solarmap.errors import first_line
-
-    return first_line(err)
 
 
 def _static_root(catalog: str) -> Path:
@@ -294,7 +286,8 @@ def _search_static(
         cat = pystac.read_file(str(root))
         items = list(cat.get_items(recursive=True))  # type: ignore[attr-defined]
     except (pystac.STACError, OSError, ValueError, KeyError, TypeError) as err:
-        raise InputError(f"--catalog {root}: not a readable STAC catalog ({_short(err)})") from err
+        why = first_line(err)
+        raise InputError(f"--catalog {root}: not a readable STAC catalog ({why})") from err
     box = shapely.geometry.box(*bbox)
     found = []
     for item in items:
@@ -376,8 +369,8 @@ def _baselines(item: dict[str, Any]) -> dict[str, float]:
             except (TypeError, ValueError):
                 log.warning("%s: ignoring %s=%r, not a number", item.get("id"), key, value)
     for key in ("s2:product_uri", "s2:granule_id", "s2:datatake_id"):
-        if m := _BASELINE_IN_NAME.search(str(props.get(key) or "")):
-            found[key] = int(m.group(1)) + int(m.group(2)) / 100
+        if (baseline := baseline_in_name(str(props.get(key) or ""))) is not None:
+            found[key] = baseline
             break
     return found
 
@@ -432,11 +425,11 @@ def item_encoding(item: dict[str, Any]) -> Encoding:
             "name), so its L2A offset cannot be decided; the sensing date alone is not enough"
         )
     values = set(baselines.values())
-    if len({v >= L2A_OFFSET_BASELINE for v in values}) > 1:
+    if len({l2a_offset_dn(v) for v in values}) > 1:  # they differ in the offset they imply
         said = ", ".join(f"{k}={v:05.2f}" for k, v in baselines.items())
         raise ItemError(f"item {name}: its processing baselines disagree ({said})")
     baseline = max(values)
-    expected = float(L2A_BOA_ADD_OFFSET) if baseline >= L2A_OFFSET_BASELINE else 0.0
+    expected = l2a_offset_dn(baseline)
     q = 1.0 / L2A_QUANTIFICATION
     keys = asset_keys(item)
     stated = {_raster_encoding(item, keys[b]) for b in BANDS} - {None}
@@ -700,7 +693,7 @@ def composite_tile(
             _configure_reads(source)
             ds, keys = _load_group(group, grid, patch, threads)
         except Exception as err:
-            raise CatalogError(f"assets of {', '.join(ids)} unreadable: {_short(err)}") from err
+            raise CatalogError(f"assets of {', '.join(ids)} unreadable: {first_line(err)}") from err
         dn = np.stack([ds[keys[b]].values for b in BANDS], axis=1)  # [T, 10, H, W]
         scl = ds[keys["SCL"]].values
         clear = ~np.isin(scl, list(SCL_INVALID)) & (dn > 0).all(axis=1)

@@ -8,6 +8,7 @@ numbers encode reflectance, the scene classification classes) live here too.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from enum import IntEnum
 from typing import Final, Literal
 
@@ -66,6 +67,21 @@ L2A_BOA_ADD_OFFSET: Final = -1000
 L2A_OFFSET_BASELINE: Final = 4.0
 #: The day processing baseline 04.00 (with :data:`L2A_BOA_ADD_OFFSET`) went live.
 L2A_OFFSET_SINCE: Final = dt.date(2022, 1, 25)
+#: The processing baseline in a product name: ``..._N0400_...`` is baseline 04.00.
+_BASELINE_IN_NAME: Final = re.compile(r"_N(\d{2})(\d{2})_")
+
+
+def baseline_in_name(name: str) -> float | None:
+    """The processing baseline a product name states (``S2A_MSIL2A_..._N0400_R...`` → 4.0),
+    or ``None`` when it states none."""
+    if m := _BASELINE_IN_NAME.search(name):
+        return int(m.group(1)) + int(m.group(2)) / 100
+    return None
+
+
+def l2a_offset_dn(baseline: float) -> float:
+    """The L2A ``BOA_ADD_OFFSET`` (DN) of a processing baseline: -1000 from 04.00 on, else 0."""
+    return float(L2A_BOA_ADD_OFFSET) if baseline >= L2A_OFFSET_BASELINE else 0.0
 
 
 class SclClass(IntEnum):
