@@ -19,7 +19,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import rasterio
@@ -939,6 +939,19 @@ def polygonize_mask(
     ]
 
 
+class _VrtSource(NamedTuple):
+    """What a VRT needs to know of one of its sources."""
+
+    path: Path
+    crs: Any
+    transform: Any
+    width: int
+    height: int
+    dtype: str
+    nodata: float | None
+    block: tuple[int, int]
+
+
 def write_vrt(
     path: PathLike,
     sources: Sequence[PathLike],
@@ -960,68 +973,49 @@ def write_vrt(
     p = Path(path)
     if not sources:
         raise InputError(f"{p}: no rasters to mosaic")
-    metas = []
+    srcs = []
     for s in sources:
         with open_raster(s) as ds:
-            metas.append(
-                (
-                    Path(s),
-                    ds.crs,
-                    ds.transform,
-                    ds.width,
-                    ds.height,
-                    ds.dtypes[0],
-                    ds.nodata,
-                    ds.block_shapes[0],
-                )
+            srcs.append(_VrtSource(Path(s), ds.crs, ds.transform, ds.width, ds.height,
+                                   ds.dtypes[0], ds.nodata, ds.block_shapes[0]))  # fmt: skip
+    first = srcs[0]
+    crs, res_x, res_y = first.crs, first.transform.a, first.transform.e
+    for src in srcs:
+        t = src.transform
+        if src.crs != crs or (t.a, t.e, t.b, t.d) != (res_x, res_y, 0.0, 0.0):
+            raise InputError(
+                f"{src.path}: not on the grid of {first.path}; a mosaic needs one grid"
             )
-    crs, t0 = metas[0][1], metas[0][2]
-    res_x, res_y = t0.a, t0.e
-    for s, c, t, *_ in metas:
-        if c != crs or (t.a, t.e, t.b, t.d) != (res_x, res_y, 0.0, 0.0):
-            raise InputError(f"{s}: not on the grid of {metas[0][0]}; a mosaic needs one grid")
-    left = min(t.c for _, _, t, *_ in metas)
-    top = max(t.f for _, _, t, *_ in metas)
-    right = max(t.c + w * res_x for _, _, t, w, *_ in metas)
-    bottom = min(t.f + h * res_y for _, _, t, _, h, *_ in metas)
+    left = min(src.transform.c for src in srcs)
+    top = max(src.transform.f for src in srcs)
+    right = max(src.transform.c + src.width * res_x for src in srcs)
+    bottom = min(src.transform.f + src.height * res_y for src in srcs)
     width, height = round((right - left) / res_x), round((bottom - top) / res_y)
     gdal_type = {"float32": "Float32", "uint8": "Byte", "uint16": "UInt16", "float64": "Float64"}
-    dtype = gdal_type[metas[0][5]]
+    dtype = gdal_type[first.dtype]
     root = ET.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
     ET.SubElement(root, "SRS", dataAxisToSRSAxisMapping="1,2").text = crs.to_wkt()
     ET.SubElement(root, "GeoTransform").text = ", ".join(
         repr(float(v)) for v in (left, res_x, 0.0, top, 0.0, res_y)
     )
     band = ET.SubElement(root, "VRTRasterBand", dataType=dtype, band="1")
-    nodata = metas[0][6]
-    if nodata is not None:
-        ET.SubElement(band, "NoDataValue").text = "nan" if np.isnan(nodata) else repr(nodata)
+    if first.nodata is not None:
+        nodata = "nan" if np.isnan(first.nodata) else repr(first.nodata)
+        ET.SubElement(band, "NoDataValue").text = nodata
     if description:
         ET.SubElement(band, "Description").text = description
     ET.SubElement(band, "ColorInterp").text = "Gray"
-    for s, _, t, w, h, _, _, (bh, bw) in metas:
-        src = ET.SubElement(band, "SimpleSource")
-        rel = os.path.relpath(s.resolve(), p.resolve().parent)
-        ET.SubElement(src, "SourceFilename", relativeToVRT="1").text = rel
-        ET.SubElement(src, "SourceBand").text = "1"
-        ET.SubElement(
-            src,
-            "SourceProperties",
-            RasterXSize=str(w),
-            RasterYSize=str(h),
-            DataType=dtype,
-            BlockXSize=str(bw),
-            BlockYSize=str(bh),
-        )
-        ET.SubElement(src, "SrcRect", xOff="0", yOff="0", xSize=str(w), ySize=str(h))
-        ET.SubElement(
-            src,
-            "DstRect",
-            xOff=str(round((t.c - left) / res_x)),
-            yOff=str(round((t.f - top) / res_y)),
-            xSize=str(w),
-            ySize=str(h),
-        )
+    for src in srcs:
+        w, h, (bh, bw) = str(src.width), str(src.height), src.block
+        el = ET.SubElement(band, "SimpleSource")
+        rel = os.path.relpath(src.path.resolve(), p.resolve().parent)
+        ET.SubElement(el, "SourceFilename", relativeToVRT="1").text = rel
+        ET.SubElement(el, "SourceBand").text = "1"
+        ET.SubElement(el, "SourceProperties", RasterXSize=w, RasterYSize=h, DataType=dtype,
+                      BlockXSize=str(bw), BlockYSize=str(bh))  # fmt: skip
+        ET.SubElement(el, "SrcRect", xOff="0", yOff="0", xSize=w, ySize=h)
+        col, row = round((src.transform.c - left) / res_x), round((src.transform.f - top) / res_y)
+        ET.SubElement(el, "DstRect", xOff=str(col), yOff=str(row), xSize=w, ySize=h)
     ET.indent(root)
     with contextlib.ExitStack() as stack:
         if style is not None:

@@ -57,6 +57,7 @@ def track_sites(farms: Any, periods: Sequence[Any], observed: Mapping[str, set[s
     ``observed[period]`` holds the ids of the tiles surveyed in that period."""
     import geopandas as gpd
     import pandas as pd
+    import shapely
 
     if not len(farms):
         return _empty_sites()
@@ -66,9 +67,8 @@ def track_sites(farms: Any, periods: Sequence[Any], observed: Mapping[str, set[s
     geoms: list[Any] = []
     for epsg, zone in farms.groupby("utm_epsg"):
         utm = zone.to_crs(int(epsg))
-        union = utm.geometry.union_all()
-        parts = list(getattr(union, "geoms", [union]))
-        sites = gpd.GeoDataFrame(geometry=parts, crs=utm.crs)
+        sites = gpd.GeoDataFrame(geometry=shapely.get_parts(utm.geometry.union_all()), crs=utm.crs)
+        lonlat = sites.geometry.to_crs(4326)  # the zone's sites reprojected at once
         pts = gpd.GeoDataFrame(utm.drop(columns="geometry"), geometry=utm.representative_point(),
                                crs=utm.crs)  # fmt: skip
         joined = gpd.sjoin(pts, sites, predicate="within", how="inner")
@@ -104,10 +104,9 @@ def track_sites(farms: Any, periods: Sequence[Any], observed: Mapping[str, set[s
                     "utm_epsg": int(epsg),
                 }
             )
-            geoms.append(sites.geometry.iloc[int(k)])
-            geoms[-1] = gpd.GeoSeries([geoms[-1]], crs=utm.crs).to_crs(4326).iloc[0]
+            geoms.append(lonlat.iloc[int(k)])
     out = gpd.GeoDataFrame(pd.DataFrame(rows), geometry=geoms, crs="EPSG:4326")
-    out = out.sort_values(["first_seen", "area_m2"], ascending=[True, False], key=None)
+    out = out.sort_values(["first_seen", "area_m2"], ascending=[True, False])
     out = out.reset_index(drop=True)
     cent = out.to_crs(out.estimate_utm_crs()).centroid.to_crs(4326)
     out["centroid_lon"], out["centroid_lat"] = cent.x.to_numpy(), cent.y.to_numpy()

@@ -397,7 +397,6 @@ class TileTask:
     folder: str
     cache: str
     halo_px: int
-    min_area_m2: float
     engine: str
     threads: int
 
@@ -427,13 +426,7 @@ def run_tile(task: TileTask) -> dict[str, Any]:
 def _run_tile(task: TileTask) -> dict[str, Any]:
     from data_prep.stac import CompositeScene, ItemError, composite_tile
     from solarmap import inference
-    from solarmap.predict import (
-        POLYGONS_FILE,
-        PROBABILITY_FILE,
-        REPORT_FILE,
-        PredictConfig,
-        predict_scene,
-    )
+    from solarmap.predict import REPORT_FILE, PredictConfig, predict_scene
 
     started, cpu0 = time.perf_counter(), time.process_time()
     _reset_peak_rss()
@@ -471,8 +464,8 @@ def _run_tile(task: TileTask) -> dict[str, Any]:
     with output_dir(task.folder) as tmp:
         t = time.perf_counter()
         result = predict_scene(scene, ckpt, tmp / "_predict", config=config)
-        for name in (PROBABILITY_FILE, "probability.qml", POLYGONS_FILE, REPORT_FILE):
-            (tmp / "_predict" / name).rename(tmp / name)
+        for f in (tmp / "_predict").iterdir():  # its outputs are the tile's
+            f.rename(tmp / f.name)
         (tmp / "_predict").rmdir()
         seconds["predict"] = time.perf_counter() - t
         predict_record = json.loads((tmp / REPORT_FILE).read_text())
@@ -532,6 +525,7 @@ def merge_polygons(parts: Sequence[Any], *, min_area_m2: float = 0.0) -> Any:
     tiles it spans. Input and output in the zone's CRS."""
     import geopandas as gpd
     import pandas as pd
+    import shapely
 
     from solarmap.geo import equal_area_crs
 
@@ -539,12 +533,7 @@ def merge_polygons(parts: Sequence[Any], *, min_area_m2: float = 0.0) -> Any:
     if not parts:
         return None
     gdf = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=parts[0].crs)
-    merged = gpd.GeoDataFrame(
-        geometry=list(gdf.union_all().geoms)
-        if gdf.union_all().geom_type == "MultiPolygon"
-        else [gdf.union_all()],
-        crs=gdf.crs,
-    )
+    merged = gpd.GeoDataFrame(geometry=shapely.get_parts(gdf.union_all()), crs=gdf.crs)
     pts = gpd.GeoDataFrame(
         gdf.drop(columns="geometry"), geometry=gdf.representative_point(), crs=gdf.crs
     )
@@ -597,17 +586,17 @@ def _plan(
     config: SurveyConfig, tiles: Sequence[Tile], periods: Sequence[Period], cache: Path
 ) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """The items over each tile and period: one search per zone and period."""
+    from shapely.geometry import box
+    from shapely.ops import unary_union
+
     from data_prep.stac import search_items
+    from solarmap.progress import track
 
     source = config.source()
     plan: dict[tuple[str, str], list[dict[str, Any]]] = {}
     by_zone: dict[int, list[Tile]] = {}
     for t in tiles:
         by_zone.setdefault(t.epsg, []).append(t)
-    from shapely.geometry import box
-    from shapely.ops import unary_union
-
-    from solarmap.progress import track
 
     searches = [(p, zone_tiles) for p in periods for zone_tiles in by_zone.values()]
     for period, zone_tiles in track(searches, "searching imagery", total=len(searches)):
@@ -710,7 +699,7 @@ def survey(config: SurveyConfig, out: str | Path, *, overwrite: bool = False) ->
     tiles = region_tiles(region, config.tile_px)
     ckpt_path = str(Path(config.checkpoint) if config.checkpoint else shipped_checkpoint())
     load_checkpoint(ckpt_path, defer_model=True)  # a bad checkpoint stops here
-    units = _read_units(config) if config.units else None
+    units = _read_units(config.units, config.units_field) if config.units else None
     replace = _check_folder(out, config, overwrite=overwrite)
     cache = _cache_dir()
     log.info("survey of %s: %d tiles x %d periods", region.name, len(tiles), len(periods))
@@ -738,7 +727,6 @@ def survey(config: SurveyConfig, out: str | Path, *, overwrite: bool = False) ->
                 folder=str(folder),
                 cache=str(cache),
                 halo_px=config.halo_px,
-                min_area_m2=config.min_area_m2,
                 engine=config.engine,
                 threads=config.threads,
             )
@@ -840,6 +828,11 @@ def _take_folder(out: Path) -> None:
     lock.write_text(f"{os.getpid()}\n")
 
 
+def _done(manifest: dict[str, Any], period: Period, tiles: Sequence[Tile]) -> list[Tile]:
+    """The tiles of ``period`` that the manifest has done."""
+    return [t for t in tiles if manifest.get(f"{period.name}/{t.id}", {}).get("state") == "done"]
+
+
 def _record(task: TileTask) -> dict[str, Any]:
     return {"tile": task.tile.id, "period": task.period.name, "epsg": task.tile.epsg}
 
@@ -880,20 +873,20 @@ def _close(client: Any) -> None:
         cluster.close()
 
 
-def _read_units(config: SurveyConfig) -> Any:
-    assert config.units is not None
-    gdf = read_vector(config.units, what="units file")
+def _read_units(path: str, field: str | None) -> Any:
+    """The admin units (EPSG:4326) with their name in ``unit``: ``field``, else the file's
+    first text column."""
+    gdf = read_vector(path, what="units file")
     if gdf.crs is None:
-        raise InputError(f"--units {config.units}: the file has no CRS")
-    field = config.units_field
+        raise InputError(f"--units {path}: the file has no CRS")
     if field is None:
         names = [c for c in gdf.columns if c != "geometry" and gdf[c].dtype == object]
         if not names:
-            raise InputError(f"--units {config.units}: no text column to name units by")
+            raise InputError(f"--units {path}: no text column to name units by")
         field = names[0]
     elif field not in gdf.columns:
         raise InputError(
-            f"--units-field {field}: not a column of {config.units} "
+            f"--units-field {field}: not a column of {path} "
             f"({', '.join(c for c in gdf.columns if c != 'geometry')})"
         )
     return gdf[[field, "geometry"]].rename(columns={field: "unit"}).to_crs(4326)
@@ -914,21 +907,19 @@ def _write_outputs(
     import pandas as pd
 
     from solarmap.geo import write_vrt
-    from solarmap.predict import PROBABILITY_FILE
+    from solarmap.predict import POLYGONS_FILE, POLYGONS_LAYER, PROBABILITY_FILE
+    from solarmap.progress import track
     from solarmap.styles import detections_style, probability_style
 
     layers = []
     mosaics: dict[str, list[str]] = {}
     threshold = None
-    from solarmap.progress import track
 
     for period in track(periods, "merging tiles", total=len(periods)):
         by_zone: dict[int, list[Tile]] = {}
-        for t in tiles:
-            rec = manifest.get(f"{period.name}/{t.id}", {})
-            if rec.get("state") == "done":
-                by_zone.setdefault(t.epsg, []).append(t)
-                threshold = rec.get("threshold", threshold)
+        for t in _done(manifest, period, tiles):
+            by_zone.setdefault(t.epsg, []).append(t)
+            threshold = manifest[f"{period.name}/{t.id}"].get("threshold", threshold)
         for epsg, zone_tiles in sorted(by_zone.items()):
             folders = [_tile_folder(out, period, t) for t in zone_tiles]
             vrt = out / "mosaic" / f"probability_{period.name}_{epsg}.vrt"
@@ -940,7 +931,7 @@ def _write_outputs(
             )
             mosaics.setdefault(period.name, []).append(str(vrt.relative_to(out)))
             parts = [
-                read_vector(f / "polygons.gpkg", layer="solar").assign(tile=t.id)
+                read_vector(f / POLYGONS_FILE, layer=POLYGONS_LAYER).assign(tile=t.id)
                 for f, t in zip(folders, zone_tiles, strict=True)
             ]
             merged = merge_polygons(parts, min_area_m2=config.min_area_m2)
@@ -1011,10 +1002,7 @@ def _write_change(
     from solarmap.geo import atomic_path
     from solarmap.styles import sites_style
 
-    observed = {
-        p.name: {t.id for t in tiles if manifest.get(f"{p.name}/{t.id}", {}).get("state") == "done"}
-        for p in periods
-    }
+    observed = {p.name: {t.id for t in _done(manifest, p, tiles)} for p in periods}
     sites = track_sites(farms, periods, observed)
     table = period_table(sites, farms, periods)
     dates = ("constructed_after", "constructed_before", "gone_after", "gone_before")
@@ -1115,9 +1103,16 @@ def _write_catalog(
     tmp = out / f".{CATALOG_DIR}.partial"
     if tmp.exists():
         shutil.rmtree(tmp)
+    import shapely.geometry
+
+    from solarmap.predict import POLYGONS_FILE, PROBABILITY_FILE
+
+    def span(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
+        return (dt.datetime.combine(start, dt.time(0), tzinfo=dt.UTC),
+                dt.datetime.combine(end, dt.time(23, 59, 59), tzinfo=dt.UTC))  # fmt: skip
+
     bbox = list(region.geometry.bounds)
-    first = dt.datetime.combine(periods[0].start, dt.time(0), tzinfo=dt.UTC)
-    last = dt.datetime.combine(periods[-1].end, dt.time(23, 59, 59), tzinfo=dt.UTC)
+    first, last = span(periods[0].start, periods[-1].end)
     cat = pystac.Collection(  # a collection, not a bare catalog: it holds the merged layers
         id="solarmap-survey",
         description=f"solarmap survey of {region.name}",
@@ -1138,8 +1133,7 @@ def _write_catalog(
         pystac.Asset(f"../{SUMMARY_FILE}", media_type=pystac.MediaType.JSON, roles=["metadata"]),
     )
     for p in periods:
-        start = dt.datetime.combine(p.start, dt.time(0), tzinfo=dt.UTC)
-        end = dt.datetime.combine(p.end, dt.time(23, 59, 59), tzinfo=dt.UTC)
+        start, end = span(p.start, p.end)
         coll = pystac.Collection(
             id=f"survey-{p.name}",
             description=f"solar probability and farms, {p.start} to {p.end}",
@@ -1159,12 +1153,9 @@ def _write_catalog(
                 ),
             )
         cat.add_child(coll)
-        for t in tiles:
-            rec = manifest.get(f"{p.name}/{t.id}", {})
-            if rec.get("state") != "done":
-                continue
+        for t in _done(manifest, p, tiles):
+            rec = manifest[f"{p.name}/{t.id}"]
             w, s, e, n = t.grid(0).lonlat_bounds()
-            import shapely.geometry
 
             item = pystac.Item(
                 id=f"{p.name}_{t.id}",
@@ -1183,13 +1174,13 @@ def _write_catalog(
             item.add_asset(
                 "probability",
                 pystac.Asset(
-                    f"{rel}/probability.tif", media_type=pystac.MediaType.COG, roles=["data"]
+                    f"{rel}/{PROBABILITY_FILE}", media_type=pystac.MediaType.COG, roles=["data"]
                 ),
             )
             item.add_asset(
                 "polygons",
                 pystac.Asset(
-                    f"{rel}/polygons.gpkg", media_type=pystac.MediaType.GEOPACKAGE, roles=["data"]
+                    f"{rel}/{POLYGONS_FILE}", media_type=pystac.MediaType.GEOPACKAGE, roles=["data"]
                 ),
             )
             coll.add_item(item)
