@@ -31,6 +31,7 @@ import importlib
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -101,6 +102,9 @@ class StacSource:
         retries: times a failed request is tried again.
         sign: ``""``, or ``"module:function"``: a function that rewrites each asset URL
             before it is read (URL signing).
+        search_max_age_h: hours a cached answer of a STAC API stays good (catalogs keep
+            adding items, late ones too); ``0``: always ask. A local catalog's answer is kept
+            until its files change.
     """
 
     catalog: str
@@ -109,6 +113,7 @@ class StacSource:
     timeout_s: float = 20.0
     retries: int = 2
     sign: str = ""
+    search_max_age_h: float = 24.0
 
     def __post_init__(self) -> None:
         if not self.catalog.strip():
@@ -119,6 +124,8 @@ class StacSource:
             raise InputError(f"--timeout {self.timeout_s}: give a positive number of seconds")
         if self.retries < 0:
             raise InputError(f"--retries {self.retries}: give 0 or more")
+        if not 0 <= self.search_max_age_h < math.inf:
+            raise InputError(f"--search-max-age {self.search_max_age_h}: give 0 or more hours")
         if self.sign:
             signer(self.sign)  # refuses a signer that cannot be imported, before any work
 
@@ -315,7 +322,9 @@ def search_items(
 ) -> list[dict[str, Any]]:
     """L2A items over ``bbox`` (lon/lat) sensed from ``start`` to ``end``, as item dicts.
 
-    A search already answered is read from ``cache`` (``<cache>/search/<hash>.json``).
+    A search already answered is read from ``cache`` (``<cache>/search/<hash>.json``): an API's
+    answer while younger than ``source.search_max_age_h``, a local catalog's while its files
+    are unchanged (their sizes and modification times are part of the key).
 
     Raises:
         CatalogError: if the API cannot be reached within the timeout and retries.
@@ -328,10 +337,14 @@ def search_items(
         "datetime": _interval(start, end),
         "max_cloud": source.max_cloud,
     }
+    if not source.is_api:
+        query["files"] = _local_stamp(source.catalog)
     key = hashlib.sha256(json.dumps(query, sort_keys=True).encode()).hexdigest()[:24]
     path = cache / "search" / f"{key}.json" if cache is not None else None
     if path is not None and path.is_file():
-        return json.loads(path.read_text())["items"]
+        age_h = (time.time() - path.stat().st_mtime) / 3600
+        if not source.is_api or age_h < source.search_max_age_h:
+            return json.loads(path.read_text())["items"]
     search = _search_api if source.is_api else _search_static
     items = search(source, bbox, start, end)
     items.sort(key=lambda d: (d["properties"].get("datetime") or "", d["id"]))
@@ -339,6 +352,18 @@ def search_items(
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, {"query": query, "items": items})
     return items
+
+
+def _local_stamp(catalog: str) -> list[list[Any]]:
+    """Path, size and modification time of a local catalog's JSON files, or of a folder of
+    scenes' entries: what changes when items are added or replaced there."""
+    root = _static_root(catalog)
+    files = sorted(root.iterdir()) if root.is_dir() else sorted(root.parent.rglob("*.json"))
+    stamp = []
+    for p in files:
+        st = p.stat()
+        stamp.append([str(p), st.st_size, st.st_mtime_ns])
+    return stamp
 
 
 # --- the encoding of one item ------------------------------------------------------------------

@@ -970,6 +970,10 @@ def survey(
         str | None,
         typer.Option(help="module:function that rewrites each asset URL (URL signing)."),
     ] = None,
+    search_max_age: Annotated[
+        float,
+        typer.Option(help="Hours a cached STAC API search stays good (0: always search)."),
+    ] = 24.0,
     units: Annotated[
         Path | None, typer.Option(help="Admin units (polygons) to count farms by.")
     ] = None,
@@ -1007,6 +1011,7 @@ def survey(
         timeout_s=timeout,
         retries=retries,
         sign=sign or "",
+        search_max_age_h=search_max_age,
         tile_px=tile_px,
         halo_px=halo,
         workers=workers,

@@ -316,7 +316,8 @@ class SurveyConfig:
         dates: the periods, as given.
         catalog: STAC API URL or local static catalog (see :class:`data_prep.stac.StacSource`).
         checkpoint: the checkpoint folder (default: the shipped general model).
-        collection, max_cloud, timeout_s, retries, sign: how imagery is found and read.
+        collection, max_cloud, timeout_s, retries, sign, search_max_age_h: how imagery is
+            found and read.
         tile_px: tile side in 10 m pixels.
         halo_px: pixels of context around each tile.
         workers: Dask worker processes of the local cluster.
@@ -339,6 +340,7 @@ class SurveyConfig:
     timeout_s: float = 20.0
     retries: int = 2
     sign: str = ""
+    search_max_age_h: float = 24.0
     tile_px: int = TILE_PX
     halo_px: int = HALO_PX
     workers: int = 1
@@ -372,12 +374,13 @@ class SurveyConfig:
             timeout_s=self.timeout_s,
             retries=self.retries,
             sign=self.sign,
+            search_max_age_h=self.search_max_age_h,
         )
 
     def fingerprint(self) -> dict[str, Any]:
         """What must match for a rerun into the same folder to resume (workers may differ)."""
         d = dataclasses.asdict(self)
-        for k in ("workers", "threads", "scheduler", "timeout_s", "retries"):
+        for k in ("workers", "threads", "scheduler", "timeout_s", "retries", "search_max_age_h"):
             d.pop(k)
         return d
 

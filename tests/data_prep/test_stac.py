@@ -192,6 +192,38 @@ def test_cache_reads_nothing_twice(served: StacStandin, region: Any, tmp_path: P
     np.testing.assert_array_equal(threaded.reflectance, first.reflectance)
 
 
+def _searches(served: StacStandin) -> int:
+    return sum(1 for _, p in served.requests if p == "/search")
+
+
+def test_a_cached_api_search_expires_and_a_local_one_follows_its_files(
+    served: StacStandin, region: Any, tmp_path: Path
+) -> None:
+    import os
+
+    bbox = served.items[0]["bbox"]
+    fresh = StacSource(served.url, timeout_s=10)
+    first = search_items(fresh, bbox, DEC, FEB, cache=tmp_path)
+    n = _searches(served)
+    assert search_items(fresh, bbox, DEC, FEB, cache=tmp_path) == first
+    assert _searches(served) == n  # younger than a day: read from the cache
+    (cached,) = (tmp_path / "search").glob("*.json")
+    old = cached.stat().st_mtime - 25 * 3600
+    os.utime(cached, (old, old))  # a day and an hour old
+    assert search_items(fresh, bbox, DEC, FEB, cache=tmp_path) == first
+    assert _searches(served) > n  # asked again
+    n = _searches(served)
+    always = StacSource(served.url, timeout_s=10, search_max_age_h=0)
+    search_items(always, bbox, DEC, FEB, cache=tmp_path)
+    assert _searches(served) > n
+
+    static = write_static_catalog(tmp_path / "cat", served.items[:2])
+    local = StacSource(str(static))
+    assert len(search_items(local, bbox, DEC, FEB, cache=tmp_path)) == 2
+    write_static_catalog(tmp_path / "cat", served.items[:4])  # items added to the catalog
+    assert len(search_items(local, bbox, DEC, FEB, cache=tmp_path)) == 4
+
+
 # --- faults ---------------------------------------------------------------------------------------
 
 

@@ -97,6 +97,11 @@ CASES: list[Case] = [
         _survey("--scheduler", "tcp://127.0.0.1:9", "--timeout", "2"),
         ("--scheduler tcp://127.0.0.1:9", "no Dask scheduler answered"),
     ),
+    Case(
+        "survey-search-max-age-negative",
+        _survey("--search-max-age", "-1"),
+        ("--search-max-age -1", "0 or more hours"),
+    ),
     Case("survey-out-not-a-survey", _not_a_survey, ("not a survey folder",)),
     Case("survey-tile-px", _survey("--tile-px", "100"), ("--tile-px 100", "multiple of 32")),
     Case("survey-workers", _survey("--workers", "0"), ("--workers 0",)),
