@@ -70,7 +70,7 @@ ASSET_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "B12": ("B12", "swir22"),
     "SCL": ("SCL", "scl"),
 }
-#: Most observations per pixel whose median :func:`nanmedian_first_axis` takes by a sorting
+#: Most observations per pixel whose median :func:`median_of_clear` takes by a sorting
 #: network (more: ``np.sort``).
 NETWORK_MAX: Final = 4
 #: Share of clear pixels a visible band may have below zero before an offset is judged wrong.
@@ -584,30 +584,53 @@ def nanmedian_first_axis(stack: np.ndarray) -> np.ndarray:
     """The median over axis 0 of the finite values (NaN where there are none).
 
     ``np.nanmedian`` takes a masked, warning-per-pixel path for the few observations per pixel
-    a composite has. Here the observations are sorted (NaN as +inf, so last) by an odd-even
-    transposition network of whole-array minima and maxima when there are at most
-    :data:`NETWORK_MAX`, else by ``np.sort`` (measured on 1088²: 0.065 s against 0.127 s with
-    ``np.sort`` for 3 observations, even at 4, slower from 5).
+    a composite has; this is :func:`median_of_clear` with NaN as the missing value.
     """
-    t = stack.shape[0]
-    n = np.isfinite(stack).sum(axis=0)
-    v = np.where(np.isnan(stack), np.float32(np.inf), stack)
+    valid = np.isfinite(stack)
+    rows = [np.where(ok, v, np.float32(np.inf)) for v, ok in zip(stack, valid, strict=True)]
+    return median_of_clear(rows, valid.sum(axis=0)).astype(stack.dtype, copy=False)
+
+
+def median_picks(n: np.ndarray, t: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """Where each sorted plane ``k`` is the lower and the upper middle of ``n`` clear values
+    out of ``t`` (``k`` from 1; plane 0 is the default): shared by every band of a tile."""
+    lo, hi = (n - 1) // 2, np.minimum(n // 2, t - 1)
+    return [(k, lo == k, hi == k) for k in range(1, t // 2 + 1)]
+
+
+def median_of_clear(
+    rows: list[np.ndarray],
+    n: np.ndarray,
+    picks: list[tuple[int, np.ndarray, np.ndarray]] | None = None,
+) -> np.ndarray:
+    """The per-pixel median of observation planes ``rows`` (``float32[H, W]`` each, +inf where
+    not clear), ``n`` clear ones per pixel (``picks``: :func:`median_picks` of ``n``); NaN
+    where ``n`` is 0.
+
+    Up to :data:`NETWORK_MAX` planes are sorted by an odd-even transposition network of
+    whole-array minima and maxima, else by ``np.sort``; the middle values are then picked by
+    masks, as the lower and upper middle of ``n`` values lie in the first ``t // 2 + 1``
+    planes. Measured on 1088² with 3 planes: 0.047 s against 0.085 s for the network with
+    ``take_along_axis`` on a stacked copy, and 0.127 s for ``np.sort``.
+    """
+    t = len(rows)
+    picks = median_picks(n, t) if picks is None else picks
     if t <= NETWORK_MAX:
-        rows = list(v)
+        rows = list(rows)
         for r in range(t):  # t rounds of neighbour compare-and-swap sort t values
             for i in range(r % 2, t - 1, 2):
-                rows[i], rows[i + 1] = (
-                    np.minimum(rows[i], rows[i + 1]),
-                    np.maximum(rows[i], rows[i + 1]),
-                )
-        s = np.stack(rows)
+                a, b = rows[i], rows[i + 1]
+                rows[i], rows[i + 1] = np.minimum(a, b), np.maximum(a, b)
     else:
-        s = np.sort(v, axis=0)
-    lo = np.clip((n - 1) // 2, 0, None)[None]
-    hi = np.clip(n // 2, 0, t - 1)[None]
-    med = 0.5 * (np.take_along_axis(s, lo, 0)[0] + np.take_along_axis(s, hi, 0)[0])
-    med[n == 0] = np.nan
-    return med.astype(stack.dtype, copy=False)
+        rows = list(np.sort(np.stack(rows), axis=0))
+    lower, upper = rows[0].copy(), rows[0].copy()
+    for k, at_lo, at_hi in picks:
+        np.copyto(lower, rows[k], where=at_lo)
+        np.copyto(upper, rows[k], where=at_hi)
+    lower += upper
+    lower *= np.float32(0.5)
+    lower[n == 0] = np.nan
+    return lower
 
 
 def _slice_of_items(items: Sequence[dict[str, Any]], times: np.ndarray) -> list[int]:
@@ -736,10 +759,14 @@ def composite_tile(
     h, w = grid.shape
     out = np.full((len(BANDS), h, w), np.nan, dtype=np.float32)
 
+    n_obs = clear_all.sum(axis=0)
+    picks = median_picks(n_obs, len(planes))
+    inf = np.float32(np.inf)
+
     def band_median(b: int) -> None:  # a band at a time bounds memory to [T, H, W] a thread
-        stack = np.stack([dn[b] * np.float32(e.scale) + np.float32(e.offset) for dn, e in planes])
-        stack[~clear_all] = np.nan
-        out[b] = nanmedian_first_axis(stack)
+        rows = [np.where(ok, dn[b] * np.float32(e.scale) + np.float32(e.offset), inf)
+                for (dn, e), ok in zip(planes, clears, strict=True)]  # fmt: skip
+        out[b] = median_of_clear(rows, n_obs, picks)
 
     if threads > 1:  # numpy's whole-array operations release the GIL
         with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -747,7 +774,7 @@ def composite_tile(
     else:
         for b in range(len(BANDS)):
             band_median(b)
-    n_clear = clear_all.sum(axis=0).clip(0, 255).astype(np.uint8)
+    n_clear = n_obs.clip(0, 255).astype(np.uint8)
     q = _quantize(out)  # a rerun from the cache sees exactly what this run sees
     if cached is not None:
         write_gtiff(

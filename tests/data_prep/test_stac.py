@@ -287,7 +287,7 @@ def test_source_options_are_checked() -> None:
 
 def test_median_of_the_clear_observations_equals_numpy_nanmedian() -> None:
     rng = np.random.default_rng(3)
-    for t in (1, 2, 3, 6):
+    for t in (1, 2, 3, 4, 6):
         x = rng.random((t, 40, 50)).astype(np.float32)
         x[rng.random(x.shape) < 0.4] = np.nan
         with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
