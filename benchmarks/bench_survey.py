@@ -16,8 +16,8 @@ acquisitions in a local static STAC catalog. Then, in one sitting:
 Printed: seconds, km² per hour, the survey's throughput as a share of the bare forward
 pass's (target ≥ 70 %) beside the most it could be here (the forward pass against the forward
 pass plus only reading the tiles' assets), CPU-seconds per km² (the workers' CPU time in the
-tasks), the speed-up of two workers over one (target ≥ 1.6x), and the workers' peak RSS for the small and
-the 4x region (target ≤ 1.2x). Nothing here asserts a figure.
+tasks), the speed-up of two workers over one (target ≥ 1.6x), and the workers' peak RSS for
+the small and the 4x region (target ≤ 1.2x). Nothing here asserts a figure.
 
     python benchmarks/bench_survey.py [--workdir bench-survey] [--size 2048]
 """
