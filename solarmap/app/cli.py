@@ -894,6 +894,89 @@ def sanity(
     _next(f"open {_q(out / 'sanity.csv')}")
 
 
+@app.command(short_help="Name what the network's features respond to (contrastive concepts).")
+def concepts(
+    scene: Annotated[
+        list[Path], typer.Option(help="A probe scene (repeatable): GeoTIFF, band folder or .SAFE.")
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder to create.")],
+    checkpoint: CheckpointOption = None,
+    layer: Annotated[
+        str | None, typer.Option(help="The layer whose channels are named (decoder.blocks.0).")
+    ] = None,
+    features: Annotated[
+        str | None, typer.Option(help="Comma-separated feature indices (default: all).")
+    ] = None,
+    source: Annotated[
+        str,
+        typer.Option(
+            "--concepts", help="Concept vocabulary: landcover (the generator's land cover)."
+        ),
+    ] = "landcover",
+    tile_px: Annotated[int, typer.Option(help="Probe tile side, pixels.")] = 64,
+    top_k: Annotated[int, typer.Option(help="Top-activating tiles per feature.")] = 8,
+    region_threshold: Annotated[
+        float, typer.Option(help="Activating region: Grad-CAM >= this share of its maximum.")
+    ] = 0.5,
+    contrast: Annotated[
+        float,
+        typer.Option(help="Drop a concept whose counterfactual score reaches this share of it."),
+    ] = 0.5,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Detections to explain by their features (predictions GPKG or polygons)."
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option(help="With --target: the N largest detections.")] = 10,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+) -> None:
+    """Name the features of a layer by land-cover concepts: the concepts of the regions that
+    activate each feature most (Grad-CAM on the feature), less those just as present where
+    tiles alike in every other feature do not activate it. Writes features.csv (a name per
+    feature), concepts.csv (every concept's score and counterfactual score), regions.gpkg and
+    a thumbnail per feature; with --target, each detection's strongest features and names."""
+    from contextlib import ExitStack
+
+    from attribute.concepts import ConceptConfig, concepts_run
+    from attribute.targets import parse_targets
+    from data_prep.sentinel2 import open_scene
+    from solarmap.geo import check_output_dir, require_file
+    from solarmap.model import load_checkpoint
+
+    cfg = ConceptConfig(
+        layer=layer,
+        features=_ints(features, "--features") if features else (),
+        tile_px=tile_px,
+        top_k=top_k,
+        region_threshold=region_threshold,
+        contrast=contrast,
+    )
+    if top < 1:
+        raise InputError(f"--top {top}: give at least 1")
+    if target is not None:
+        require_file(target, "target file")
+    path = _checkpoint_or_shipped(checkpoint)
+    check_output_dir(out, overwrite=overwrite, inputs=[*scene, path])
+    ck = load_checkpoint(path)
+    with ExitStack() as stack:
+        scenes = [stack.enter_context(open_scene(p)) for p in scene]
+        targets = (
+            parse_targets(target, scene_crs=scenes[0].info.crs, top=top)[:top] if target else []
+        )
+        res = concepts_run(scenes, ck, out, config=cfg, concepts=source, targets=targets,
+                           overwrite=overwrite)  # fmt: skip
+    named = [f for f in res.features if f.names]
+    typer.echo(f"named {len(named)} of {len(res.features)} features -> {res.out}")
+    for f in named[:10]:
+        typer.echo(f"  feature {f.feature}: {'; '.join(f.names)}")
+    for d in res.detections[:5]:
+        parts = ", ".join(f"{f['feature']} ({'; '.join(f['names']) or 'unnamed'})"
+                          for f in d["features"][:3])  # fmt: skip
+        typer.echo(f"  detection {d['id']}: {parts}")
+    _next(f"open {_q(res.out / 'features.csv')}")
+
+
 @app.command(short_help="One self-contained HTML page of runs, for people without Python.")
 def report(
     run: Annotated[

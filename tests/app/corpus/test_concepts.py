@@ -1,0 +1,71 @@
+"""Bad input to `solarmap concepts`."""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.app.corpus.harness import Case, ids
+
+
+@functools.cache
+def _region() -> Path:
+    """A small generated region (scene and land cover), made once."""
+    from data_prep.synthetic import RegionConfig, generate_region
+
+    root = Path(tempfile.mkdtemp(prefix="solarmap-corpus-concepts-"))
+    return generate_region(root, RegionConfig(seed=2, size=128)).scene
+
+
+def _concepts(*extra: str, scene: str | None = None):  # type: ignore[no-untyped-def]
+    def argv(i, tmp):  # type: ignore[no-untyped-def]
+        return ["-q", "concepts", "--scene", scene or str(_region()), "--checkpoint",
+                str(i.checkpoint), "--out", "OUT", *extra]  # fmt: skip
+
+    return argv
+
+
+def _no_landcover(i, tmp):  # type: ignore[no-untyped-def]
+    return _concepts(scene=str(i.scene))(i, tmp)
+
+
+CASES: list[Case] = [
+    Case("concepts-no-landcover", _no_landcover, ("no landcover.tif beside it", "demo-data")),
+    Case(
+        "concepts-unknown-layer",
+        _concepts("--layer", "decoder.nope"),
+        ("--layer 'decoder.nope'", "valid layers:", "decoder.blocks.0"),
+    ),
+    Case(
+        "concepts-feature-out-of-range",
+        _concepts("--features", "999"),
+        ("--features 999", "out of range", "channels"),
+    ),
+    Case(
+        "concepts-features-not-numbers",
+        _concepts("--features", "a,b"),
+        ("--features 'a,b'", "comma-separated integers"),
+    ),
+    Case("concepts-negative-feature", _concepts("--features", "-1"), ("--features", "0 or more")),
+    Case("concepts-vocabulary", _concepts("--concepts", "wordnet"), ("wordnet", "landcover")),
+    Case("concepts-tile-px", _concepts("--tile-px", "8"), ("--tile-px 8", "16 to 1024")),
+    Case("concepts-tile-px-multiple", _concepts("--tile-px", "20"), ("--tile-px 20", "multiple")),
+    Case(
+        "concepts-tile-larger-than-scene",
+        _concepts("--tile-px", "256"),
+        ("no probe tile of 256 px",),
+    ),
+    Case("concepts-top-k", _concepts("--top-k", "0"), ("--top-k 0",)),
+    Case("concepts-threshold", _concepts("--region-threshold", "1.5"), ("--region-threshold",)),
+    Case("concepts-contrast", _concepts("--contrast", "0"), ("--contrast 0",)),
+    Case("concepts-missing-target", _concepts("--target", "nope.gpkg"), ("nope.gpkg",)),
+    Case("concepts-zero-top", _concepts("--top", "0"), ("--top 0",)),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids(CASES))
+def test_concepts_bad_input(case: Case, check_case) -> None:  # type: ignore[no-untyped-def]
+    check_case(case)

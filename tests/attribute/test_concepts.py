@@ -1,0 +1,224 @@
+"""Contrastive concept naming: planted detectors are named by what they detect, the parts have
+known answers, and bad input fails with one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional
+
+from attribute.concepts import (
+    Channels,
+    ConceptConfig,
+    concept_readers,
+    concept_shares,
+    concepts_run,
+    counterfactual_tiles,
+    feature_contributions,
+    layer_names,
+    name_features,
+    probe_tiles,
+)
+from data_prep.sentinel2 import open_scene
+from data_prep.synthetic import RegionConfig, generate_region
+from solarmap.bands import BANDS
+from solarmap.errors import InputError
+from solarmap.model import Checkpoint, ModelConfig
+
+B02, B04, B08 = BANDS.index("B02"), BANDS.index("B04"), BANDS.index("B08")
+#: The planted detectors, in their channel order: what each one must be named first.
+PLANTED = ("water", "spurious pad", "cropland / vegetation")
+
+
+class Planted(nn.Module):
+    """Three detectors over reflectance, pooled to 1/4 of the input (layer ``pool``):
+    water (NIR below 0.08), a bright pad (blue above 0.2: soils and roofs stay below 0.11),
+    vegetation (NIR minus red above 0.15); then a 1x1 head. A fourth channel is never on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.detect = nn.Conv2d(10, 4, 1)
+        self.act = nn.ReLU()
+        self.pool = nn.AvgPool2d(4)
+        self.head = nn.Conv2d(4, 1, 1)
+        w = torch.zeros(4, 10)
+        b = torch.zeros(4)
+        w[0, B08], b[0] = -50.0, 4.0
+        w[1, B02], b[1] = 50.0, -10.0
+        w[2, B08], w[2, B04], b[2] = 20.0, -20.0, -3.0
+        b[3] = -1.0
+        with torch.no_grad():
+            self.detect.weight.copy_(w[:, :, None, None])
+            self.detect.bias.copy_(b)
+            self.head.weight.copy_(torch.tensor([0.5, -1.0, 2.0, 1.0])[None, :, None, None])
+            self.head.bias.fill_(-0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.pool(self.act(self.detect(x)))
+        return functional.interpolate(self.head(h), scale_factor=4, mode="nearest")
+
+
+def planted_checkpoint() -> Checkpoint:
+    """The planted model on reflectance itself (normalisation mean 0, std 1)."""
+    return Checkpoint(
+        model=Planted().eval(),
+        config=ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8)),
+        bands=BANDS,
+        mean=[0.0] * 10,
+        std=[1.0] * 10,
+        threshold=0.5,
+        chip_size=64,
+    )
+
+
+@pytest.fixture(scope="module")
+def pad_region(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A clear region with water, and a bright pad around every mapped farm."""
+    cfg = RegionConfig(seed=3, size=384, spurious="pad", cloud_fraction=0.0, nodata_fraction=0.0)
+    return generate_region(tmp_path_factory.mktemp("concepts"), cfg)
+
+
+def _probe(region: Any, ck: Checkpoint, tile_px: int = 64) -> Any:
+    with open_scene(region.scene) as scene:
+        return probe_tiles([scene], concept_readers([scene], "landcover"), ck.normalise,
+                           tile_px=tile_px)  # fmt: skip
+
+
+def test_planted_detectors_are_named_by_what_they_detect(pad_region: Any) -> None:
+    ck = planted_checkpoint()
+    probe = _probe(pad_region, ck)
+    assert {"water", "spurious pad", "solar"} <= set(probe.names)
+    cfg = ConceptConfig(features=(0, 1, 2), top_k=6)
+    named, scores = name_features(ck.freeze(), probe, layer="pool", config=cfg)
+    assert scores.shape == (len(probe), 4)
+    for fn, want in zip(named, PLANTED, strict=True):
+        assert fn.names and fn.names[0] == want, (fn.feature, fn.concepts[:3])
+        top = next(c for c in fn.concepts if c["concept"] == want)
+        assert top["counterfactual"] < 0.5 * top["score"]
+    water = named[0]
+    assert water.regions.shape[1:] == (64, 64) and water.regions.any(axis=(1, 2)).all()
+    assert min(water.peak) > 0  # only tiles that activate it
+    # the water detector's regions lie on water (the land cover's class 3)
+    c = probe.names.index("water")
+    assert concept_shares(water.regions, probe.concepts[water.top])[:, c].mean() > 0.5
+
+
+def test_a_concept_as_present_in_the_counterfactuals_is_dropped() -> None:
+    """Two concepts everywhere in the top regions; only one of them is absent from the
+    counterfactual regions, so only it names the feature."""
+
+    class Both(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.feat = nn.Identity()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.feat(x[:, :2].clamp(min=0))[:, :1]
+
+    n, t = 12, 16
+    x = torch.zeros(n, 10, t, t)
+    x[:6, 0] = 1.0  # feature 0 on in the first six tiles
+    x[:, 1] = 1.0  # feature 1 on everywhere, so every tile matches on it
+    concepts = np.zeros((n, 2, t, t), dtype=bool)
+    concepts[:, 0] = True  # "ground": in every tile
+    concepts[:6, 1] = True  # "target": only where feature 0 fires
+    from attribute.concepts import ProbeSet
+
+    probe = ProbeSet(x, np.ones((n, t, t), bool), concepts, ["ground", "target"],
+                     np.zeros((n, 3, t, t), np.float32))  # fmt: skip
+    cfg = ConceptConfig(features=(0,), top_k=4, matched=1)
+    (fn,), _ = name_features(Both().eval(), probe, layer="feat", config=cfg)
+    rows = {c["concept"]: c for c in fn.concepts}
+    assert rows["ground"]["score"] == pytest.approx(1.0)
+    assert rows["ground"]["counterfactual"] == pytest.approx(1.0)
+    assert not rows["ground"]["kept"]
+    assert rows["target"]["kept"] and fn.names == ["target"]
+    assert set(fn.top) <= set(range(6)) and not set(fn.counterfactual) & set(range(6))
+
+
+def test_counterfactuals_are_the_nearest_low_tiles_each_once() -> None:
+    z = np.array([[5.0, 0.0], [4.0, 1.0], [0.0, 0.1], [0.0, 0.9], [-1.0, 5.0], [-1.0, 0.2]])
+    cf = counterfactual_tiles(z, 0, [0, 1])
+    # low on feature 0: tiles 2-5; tile 0 (other 0.0) is nearest to 2, tile 1 (1.0) to 3
+    assert cf == [2, 3]
+    assert counterfactual_tiles(z, 0, [0, 0]) == [2, 5]  # the next nearest, not 2 twice
+
+
+def test_concept_shares() -> None:
+    regions = np.zeros((2, 4, 4), dtype=bool)
+    regions[0, :2] = True  # 8 pixels
+    concepts = np.zeros((2, 2, 4, 4), dtype=bool)
+    concepts[0, 0, 0] = True  # 4 of them
+    concepts[0, 1] = True
+    shares = concept_shares(regions, concepts)
+    np.testing.assert_allclose(shares, [[0.5, 1.0], [0.0, 0.0]])  # an empty region shares 0
+
+
+def test_contributions_of_a_linear_head_are_weight_times_activation() -> None:
+    model = Planted().eval()
+    x = torch.rand(1, 10, 32, 32) * 0.4
+    region = np.zeros((32, 32), dtype=bool)
+    region[4:12, 8:24] = True
+    got = feature_contributions(model, model.pool, x, region)
+    with torch.no_grad():
+        h = model.pool(model.act(model.detect(x)))[0]  # [4, 8, 8]
+    up = h.repeat_interleave(4, 1).repeat_interleave(4, 2).numpy()  # nearest upsampling
+    w = model.head.weight.detach().flatten().numpy()
+    want = w * up[:, region].sum(axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_bad_layers_features_and_dead_features(pad_region: Any) -> None:
+    ck = planted_checkpoint()
+    model = ck.freeze()
+    assert {"detect", "act", "pool", "head"} <= set(layer_names(model))
+    probe = _probe(pad_region, ck)
+    with pytest.raises(InputError, match="no such map-shaped layer; valid layers: detect"):
+        name_features(model, probe, layer="decoder.blocks.9")
+    with pytest.raises(InputError, match="out of range; pool has 4 channels"):
+        name_features(model, probe, layer="pool", config=ConceptConfig(features=(7,)))
+    with pytest.raises(InputError, match="no probe tile activates it"):
+        name_features(model, probe, layer="pool", config=ConceptConfig(features=(3,)))
+    assert Channels(4).maps(torch.ones(1, 4, 2, 2)).shape == (1, 4, 2, 2)
+
+
+def test_concepts_run_writes_tables_regions_thumbnails_and_explains_detections(
+    pad_region: Any, tmp_path: Path
+) -> None:
+    ck = planted_checkpoint()
+    truth = gpd.read_file(pad_region.truth)
+    truth = truth[truth.area > 20_000].head(2)
+    from attribute.targets import Target
+
+    targets = [
+        Target(int(i), "polygon", g) for i, g in zip(truth.index, truth.geometry, strict=True)
+    ]
+    out = tmp_path / "concepts"
+    with open_scene(pad_region.scene) as scene:
+        res = concepts_run([scene], ck, out, config=ConceptConfig(layer="pool", top_k=4),
+                           targets=targets)  # fmt: skip
+    for name in ("features.csv", "concepts.csv", "concepts.json", "regions.gpkg",
+                 "detections.gpkg", "detections.csv"):  # fmt: skip
+        assert (out / name).is_file(), name
+    assert len(list((out / "thumbs").glob("feature_*.png"))) == 3  # not the dead channel
+    record = json.loads((out / "concepts.json").read_text())
+    assert record["dead_features"] == [3]
+    assert [f["names"][0] for f in record["features"]] == list(PLANTED)
+    regions = gpd.read_file(out / "regions.gpkg")
+    assert set(regions["feature"]) <= {0, 1, 2} and regions.crs is not None
+    info = subprocess.run(["ogrinfo", "-so", "-al", str(out / "regions.gpkg")],
+                          capture_output=True, text=True)  # fmt: skip
+    assert info.returncode == 0 and "Feature Count" in info.stdout
+    assert len(res.detections) == len(targets)
+    for d in res.detections:
+        # the features sorted by how much they push the detection's logit
+        c = [f["contribution"] for f in d["features"]]
+        assert c == sorted(c, reverse=True)
