@@ -902,7 +902,10 @@ def concepts(
     out: Annotated[Path, typer.Option(help="Output folder to create.")],
     checkpoint: CheckpointOption = None,
     layer: Annotated[
-        str | None, typer.Option(help="The layer whose channels are named (decoder.blocks.0).")
+        str | None,
+        typer.Option(
+            help="The layer whose channels are named (default: the last decoder block but one)."
+        ),
     ] = None,
     features: Annotated[
         str | None, typer.Option(help="Comma-separated feature indices (default: all).")
