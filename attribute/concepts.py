@@ -143,8 +143,13 @@ def default_layer(model: nn.Module) -> str:
 class FeatureSpace(Protocol):
     """Features over a layer's activations: its channels, or a sparse autoencoder's codes."""
 
-    name: str
-    n_features: int
+    @property
+    def name(self) -> str:
+        """What a feature is called in messages (``"channel"``)."""
+        ...
+
+    @property
+    def n_features(self) -> int: ...
 
     def maps(self, a: torch.Tensor) -> torch.Tensor:
         """``Tensor[N, C, h, w]`` activations → ``Tensor[N, F, h, w]`` feature maps."""
@@ -249,7 +254,7 @@ def layer_activations(
 
 def tile_scores(maps: torch.Tensor) -> np.ndarray:
     """``float32[N, F]``: per tile and feature the mean of the top tenth of the rectified map."""
-    flat = maps.clamp(min=0).flatten(2)
+    flat = maps.detach().clamp(min=0).flatten(2)
     k = max(1, math.ceil(flat.shape[-1] / 10))
     return flat.topk(k, dim=-1).values.mean(-1).numpy().astype(np.float32)
 
@@ -664,15 +669,6 @@ def feature_contributions(
 # --- a run: probe, name, explain, write ---------------------------------------------------------
 
 
-@dataclass
-class ConceptsResult:
-    """What :func:`concepts_run` wrote."""
-
-    out: Path
-    features: list[FeatureName]
-    detections: list[dict[str, Any]]
-
-
 def _top_contributors(contrib: np.ndarray, names: dict[int, list[str]], n: int) -> list[dict]:
     order = np.argsort(-contrib, kind="stable")[:n]
     return [
@@ -814,85 +810,3 @@ def concept_readers(scenes: Sequence[Any], source: str) -> list[ConceptReader]:
             )
         readers.append(concepts_from_landcover(lc, scene))
     return readers
-
-
-def concepts_run(
-    scenes: Sequence[Any],
-    checkpoint: Any,
-    out: str | Path,
-    *,
-    config: ConceptConfig | None = None,
-    concepts: str = "landcover",
-    targets: Sequence[Any] = (),
-    overwrite: bool = False,
-) -> ConceptsResult:
-    """Name the features of ``config.layer`` over the probe ``scenes`` (opened) and explain
-    ``targets`` (detections in the first scene) by their strongest features; write
-    everything into ``out`` (see :func:`write_concepts`; ``detections.gpkg``/``.csv``, and
-    ``concepts.json`` with the configuration and every name).
-
-    Raises:
-        InputError: for a bad layer, feature, scene or target.
-        OutputExistsError: when ``out`` exists and ``overwrite`` is false.
-    """
-    import dataclasses
-
-    import geopandas as gpd
-
-    from attribute.georef import write_band_table
-    from solarmap.geo import output_dir, write_json, write_vector
-    from solarmap.styles import outline_style
-
-    cfg = config or ConceptConfig()
-    for scene in scenes:
-        checkpoint.check_bands(scene.info.bands)
-    model = checkpoint.freeze()
-    layer = cfg.layer or default_layer(model)
-    check_layer(model, layer)
-    if cfg.tile_px % checkpoint.config.multiple:
-        raise InputError(
-            f"--tile-px {cfg.tile_px}: give a multiple of {checkpoint.config.multiple} "
-            "(the model's)"
-        )
-    readers = concept_readers(scenes, concepts)
-    probe = probe_tiles(scenes, readers, checkpoint.normalise, tile_px=cfg.tile_px,
-                        min_valid=cfg.min_valid, max_tiles=cfg.max_tiles)  # fmt: skip
-    results, scores = name_features(model, probe, layer=layer, config=cfg)
-    n_feat = scores.shape[1]
-    names = {r.feature: r.names for r in results}
-    detections = (
-        explain_detections(scenes[0], checkpoint, targets, layer=layer, names=names)
-        if targets else []
-    )  # fmt: skip
-    with output_dir(out, overwrite=overwrite, inputs=[s.info.source for s in scenes]) as tmp:
-        write_concepts(tmp, probe, results, layer=layer)
-        if detections:
-            flat = [
-                {"id": d["id"], "mean_prob": round(d["mean_prob"], 4),
-                 "features": ", ".join(str(f["feature"]) for f in d["features"]),
-                 "names": " | ".join("; ".join(f["names"]) or "unnamed" for f in d["features"]),
-                 "geometry": d["geometry"]}
-                for d in detections
-            ]  # fmt: skip
-            write_vector(gpd.GeoDataFrame(flat, geometry="geometry", crs=scenes[0].info.crs),
-                         tmp / "detections.gpkg", layer="detections",
-                         style=outline_style(label='"names"'))  # fmt: skip
-            write_band_table(tmp / "detections", [
-                {"id": d["id"], "rank": k + 1, "feature": f["feature"],
-                 "contribution": round(f["contribution"], 4), "names": "; ".join(f["names"])}
-                for d in detections for k, f in enumerate(d["features"])
-            ])  # fmt: skip
-        write_json(tmp / "concepts.json", {
-            "config": {**dataclasses.asdict(cfg), "layer": layer, "concepts": concepts},
-            "scenes": [str(s.info.source) for s in scenes],
-            "probe_tiles": len(probe),
-            "dead_features": sorted(set(range(n_feat)) - {r.feature for r in results})
-            if not cfg.features else [],
-            "concept_names": probe.names,
-            "features": [{"feature": r.feature, "names": r.names, "concepts": r.concepts,
-                          "top_tiles": [probe.tiles[t]["scene"] + f"@{probe.tiles[t]['row']},"
-                                        f"{probe.tiles[t]['col']}" for t in r.top]}
-                         for r in results],
-            "detections": [{k: v for k, v in d.items() if k != "geometry"} for d in detections],
-        })  # fmt: skip
-    return ConceptsResult(Path(out), results, detections)

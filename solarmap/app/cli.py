@@ -932,16 +932,33 @@ def concepts(
         ),
     ] = None,
     top: Annotated[int, typer.Option(help="With --target: the N largest detections.")] = 10,
+    sae: Annotated[
+        bool,
+        typer.Option(
+            help="Also train a sparse autoencoder on the layer, name its features and probe "
+            "them against the channels (sae/)."
+        ),
+    ] = False,
+    sae_expansion: Annotated[int, typer.Option(help="SAE features per channel.")] = 4,
+    sae_k: Annotated[
+        int, typer.Option(help="SAE: active features per position (top-k); 0: an L1 penalty.")
+    ] = 0,
+    sae_l1: Annotated[float, typer.Option(help="SAE: weight of the L1 penalty (with k 0).")] = 0.1,
+    sae_steps: Annotated[int, typer.Option(help="SAE: optimiser steps.")] = 2000,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
 ) -> None:
     """Name the features of a layer by land-cover concepts: the concepts of the regions that
     activate each feature most (Grad-CAM on the feature), less those just as present where
     tiles alike in every other feature do not activate it. Writes features.csv (a name per
     feature), concepts.csv (every concept's score and counterfactual score), regions.gpkg and
-    a thumbnail per feature; with --target, each detection's strongest features and names."""
+    a thumbnail per feature; with --target, each detection's strongest features and names;
+    with --sae, a sparse autoencoder on the layer, its features named alike, and how well its
+    features and the channels detect each concept (sae/probes.csv)."""
     from contextlib import ExitStack
 
-    from attribute.concepts import ConceptConfig, concepts_run
+    from attribute.concept_run import concepts_run
+    from attribute.concepts import ConceptConfig
+    from attribute.sae import SaeConfig
     from attribute.targets import parse_targets
     from data_prep.sentinel2 import open_scene
     from solarmap.geo import check_output_dir, require_file
@@ -954,6 +971,9 @@ def concepts(
         top_k=top_k,
         region_threshold=region_threshold,
         contrast=contrast,
+    )
+    sae_cfg = (
+        SaeConfig(expansion=sae_expansion, k=sae_k, l1=sae_l1, steps=sae_steps) if sae else None
     )
     if top < 1:
         raise InputError(f"--top {top}: give at least 1")
@@ -968,11 +988,18 @@ def concepts(
             parse_targets(target, scene_crs=scenes[0].info.crs, top=top)[:top] if target else []
         )
         res = concepts_run(scenes, ck, out, config=cfg, concepts=source, targets=targets,
-                           overwrite=overwrite)  # fmt: skip
+                           sae=sae_cfg, overwrite=overwrite)  # fmt: skip
     named = [f for f in res.features if f.names]
     typer.echo(f"named {len(named)} of {len(res.features)} features -> {res.out}")
     for f in named[:10]:
         typer.echo(f"  feature {f.feature}: {'; '.join(f.names)}")
+    if res.sae is not None:
+        m, p = res.sae.result, res.sae.probes
+        typer.echo(
+            f"sparse autoencoder: {m.sae.n_features} features, FVU {m.fvu:.3f}, L0 {m.l0:.1f}; "
+            f"features with a concept ROC-AUC >= {p['good_auc']}: {p['sae_features_at_good']} "
+            f"(channels: {p['channels_at_good']} of {p['channels']})"
+        )
     for d in res.detections[:5]:
         parts = ", ".join(f"{f['feature']} ({'; '.join(f['names']) or 'unnamed'})"
                           for f in d["features"][:3])  # fmt: skip

@@ -15,12 +15,12 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from attribute.concept_run import concepts_run
 from attribute.concepts import (
     Channels,
     ConceptConfig,
     concept_readers,
     concept_shares,
-    concepts_run,
     counterfactual_tiles,
     feature_contributions,
     layer_names,

@@ -63,6 +63,8 @@ CASES: list[Case] = [
     Case("concepts-contrast", _concepts("--contrast", "0"), ("--contrast 0",)),
     Case("concepts-missing-target", _concepts("--target", "nope.gpkg"), ("nope.gpkg",)),
     Case("concepts-zero-top", _concepts("--top", "0"), ("--top 0",)),
+    Case("concepts-sae-k", _concepts("--sae", "--sae-k", "-1"), ("--sae-k -1",)),
+    Case("concepts-sae-steps", _concepts("--sae", "--sae-steps", "0"), ("--sae-steps 0",)),
 ]
 
 
