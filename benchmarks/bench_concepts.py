@@ -15,8 +15,14 @@ pads, "snow" for snow) and their share of the five's positive contribution, and 
 layer's features the cue names at all; then the ROC-AUC of that share, planted against clean.
 Nothing here asserts a figure.
 
-    python benchmarks/bench_concepts.py --workdir /tmp/auditbench [--layer decoder.blocks.0]
-        [--models pad-30-s1,clean-s1]
+With ``--sae``, instead: for the shipped model and one planted and one clean model, a sparse
+autoencoder (``solarmap concepts --sae`` defaults) is trained on the layer over every region's
+scene; printed are its reconstruction (FVU on held-out positions), sparsity (L0, dead share),
+how many codes and how many channels reach a concept ROC-AUC of 0.9, and per concept the best
+code's and the best channel's AUC and the logistic probes' on all codes and on all channels.
+
+    python benchmarks/bench_concepts.py --workdir /tmp/auditbench [--layer decoder.blocks.3]
+        [--models pad-30-s1,clean-s1] [--sae]
 """
 
 from __future__ import annotations
@@ -52,13 +58,14 @@ def ensure_model(work: Path, name: str, cue: str, width: float, seed: int, size:
     return reg, ckpt
 
 
-def carriers(reg: Path, ckpt: Path, layer: str) -> dict[str, Any]:
+def carriers(reg: Path, ckpt: Path, layer: str | None) -> dict[str, Any]:
     import geopandas as gpd
     import numpy as np
 
     from attribute.concepts import (
         ConceptConfig,
         concept_readers,
+        default_layer,
         explain_detections,
         name_features,
         probe_tiles,
@@ -69,6 +76,7 @@ def carriers(reg: Path, ckpt: Path, layer: str) -> dict[str, Any]:
 
     ck = load_checkpoint(ckpt)
     model = ck.freeze()
+    layer = layer or default_layer(model)
     truth = gpd.read_file(reg / "truth.gpkg", layer="farms")
     farms = truth[truth["mapped"]]
     targets = [Target(int(i), "polygon", g) for i, g in zip(farms.index, farms.geometry,
@@ -96,16 +104,51 @@ def carriers(reg: Path, ckpt: Path, layer: str) -> dict[str, Any]:
     }
 
 
+def sae_figures(work: Path, layer: str | None, models: list[str]) -> None:
+    from contextlib import ExitStack
+
+    from attribute.concepts import concept_readers, default_layer, probe_tiles
+    from attribute.sae import SaeConfig, concept_probes, train_sae
+    from data_prep.sentinel2 import open_scene
+    from solarmap.model import load_checkpoint, shipped_checkpoint
+
+    scenes = sorted((work / "regions").glob("*/scene.tif"))
+    for name in models:
+        ck = load_checkpoint(shipped_checkpoint() if name == "shipped" else work / "ckpt" / name)
+        model = ck.freeze()
+        at = layer or default_layer(model)
+        with ExitStack() as stack:
+            opened = [stack.enter_context(open_scene(p)) for p in scenes]
+            probe = probe_tiles(opened, concept_readers(opened, "landcover"), ck.normalise,
+                                tile_px=64)  # fmt: skip
+        t0 = time.perf_counter()
+        res = train_sae(model, probe, layer=at, config=SaeConfig())
+        p = concept_probes(model, probe, res)
+        print(f"{name} at {at}: {len(probe)} tiles, {res.positions} positions, "
+              f"{res.sae.n_features} codes over {p['channels']} channels; FVU {res.fvu:.3f}, "
+              f"L0 {res.l0:.1f}, dead {res.dead:.0%}; AUC >= 0.9: {p['sae_features_at_good']} "
+              f"codes, {p['channels_at_good']} channels")  # fmt: skip
+        print(f"   ({time.perf_counter() - t0:.0f} s)")
+        for r in p["per_concept"]:
+            print(f"   {r['concept']:<22} best code {r['best_sae_feature_auc']:.3f}  best channel "
+                  f"{r['best_channel_auc']:.3f}  probe on codes {r['probe_sae_auc']:.3f}  "
+                  f"on channels {r['probe_channels_auc']:.3f}")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--workdir", type=Path, required=True)
-    ap.add_argument("--layer", default="decoder.blocks.0")
+    ap.add_argument("--layer", default=None, help="default: the last decoder block but one")
+    ap.add_argument("--sae", action="store_true")
     ap.add_argument("--models", default=None, help="comma-separated names (default: all)")
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--epochs", type=int, default=30)
     args = ap.parse_args()
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
+    if args.sae:
+        sae_figures(work, args.layer, (args.models or "shipped,pad-30-s1,clean-s1").split(","))
+        return
     wanted = set(args.models.split(",")) if args.models else None
     by_seed = {seed: (n, c, w) for n, c, w, seed in MODELS if c == "pad"}
     results: dict[str, Any] = {}
@@ -137,7 +180,9 @@ def main() -> None:
               f"{r['carriers_naming_cue']}/{CARRIERS} ({r['cue_contribution_share']:.0%} of their "
               f"contribution), layer features naming it: "
               f"{r['features_naming_cue']}/{r['features']}  [{show}]", flush=True)  # fmt: skip
-    (work / f"concepts-bench-{args.layer}.json").write_text(json.dumps(results, indent=1))
+    (work / f"concepts-bench-{args.layer or 'default'}.json").write_text(
+        json.dumps(results, indent=1)
+    )
     planted = [r for r in results.values() if r["cue"] != "none"]
     clean = [r for r in results.values() if r["cue"] == "none"]
     for label, group in (("planted", planted), ("clean", clean)):
