@@ -51,3 +51,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_shap.py --rank 11
 	$(BIN)/python benchmarks/bench_audit.py --workdir bench-audit
 	$(BIN)/python benchmarks/bench_concepts.py --workdir bench-audit
+	$(BIN)/python benchmarks/bench_relevance.py --workdir bench-relevance

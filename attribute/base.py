@@ -524,6 +524,9 @@ class Method:
         options: names of the :class:`Option` s it reads.
         check: optional budget check on the settings, run before any method runs.
         bounded: the stated cost is the most the method can spend (a gate may stop early).
+        applies: optional test of the model: a method that does not apply to it (attention
+            relevance on a convolutional encoder) is left out of a run that asked for its
+            family or ``all``.
     """
 
     name: str
@@ -534,3 +537,4 @@ class Method:
     options: tuple[str, ...] = ()
     check: Callable[[Settings], None] | None = None
     bounded: bool = False
+    applies: Callable[[torch.nn.Module], bool] | None = None

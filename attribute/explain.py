@@ -40,7 +40,14 @@ from attribute.base import (
     reference_check,
 )
 from attribute.reduce import band_importance, check_reductions, named_maps
-from attribute.registry import DEFAULT_METHODS, OPTIONS, REGISTRY, options_for, resolve_methods
+from attribute.registry import (
+    DEFAULT_METHODS,
+    OPTIONS,
+    REGISTRY,
+    methods_for,
+    options_for,
+    resolve_methods,
+)
 from attribute.targets import (
     Target,
     TargetWindow,
@@ -154,6 +161,11 @@ def explain_scene(
     if not targets:
         raise InputError("no target to explain")
     model = checkpoint.freeze()
+    methods = methods_for(model, cfg.methods)
+    if methods != cfg.methods:
+        left = ", ".join(m for m in cfg.methods if m not in methods)
+        log.warning("left out %s: not for this model", left)
+        cfg = dataclasses.replace(cfg, methods=methods)
     zero = checkpoint.zero_reflectance()
     # Windows first: a target outside the scene fails before anything is written.
     windows = [target_window(scene, checkpoint, t.geom, margin_px=cfg.margin_px) for t in targets]

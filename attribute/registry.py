@@ -11,8 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from types import ModuleType
+from typing import Any
 
-from attribute import ablation, gradcam, gradients, integrated_gradients, occlusion, shapley
+from attribute import (
+    ablation,
+    gradcam,
+    gradients,
+    integrated_gradients,
+    occlusion,
+    relevance,
+    shapley,
+)
 from attribute.base import FAMILIES, Method, Option
 from solarmap.errors import InputError
 
@@ -21,6 +30,7 @@ MODULES: tuple[ModuleType, ...] = (
     gradients,
     integrated_gradients,
     gradcam,
+    relevance,
     occlusion,
     ablation,
     shapley,
@@ -104,6 +114,26 @@ def resolve_methods(spec: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
+def methods_for(model: Any, methods: Sequence[str]) -> tuple[str, ...]:
+    """``methods`` less those that do not apply to ``model`` (their ``applies`` test fails).
+
+    Raises:
+        InputError: when none of them applies (naming why for the first).
+    """
+    def applies(name: str) -> bool:
+        test = REGISTRY[name].applies
+        return test is None or test(model)
+
+    kept = tuple(n for n in methods if applies(n))
+    left = [n for n in methods if n not in kept]
+    if left and not kept:
+        raise InputError(
+            f"--methods {','.join(methods)}: {left[0]} does not apply to this model "
+            f"({REGISTRY[left[0]].summary}); choose another method"
+        )
+    return kept
+
+
 def describe_methods() -> str:
     """One line per method, ``name (family): summary``, for ``--help`` and the docs."""
     return "\n".join(f"{m.name} ({m.family}): {m.summary}" for m in REGISTRY.values())
@@ -125,6 +155,7 @@ __all__ = [
     "REGISTRY",
     "describe_methods",
     "method_names",
+    "methods_for",
     "options_for",
     "register",
     "resolve_methods",

@@ -391,7 +391,7 @@ def sanity_run(
     import dataclasses
     from pathlib import Path
 
-    from attribute.registry import REGISTRY
+    from attribute.registry import REGISTRY, methods_for
     from attribute.targets import read_target
     from solarmap.geo import output_dir, write_json
 
@@ -403,6 +403,7 @@ def sanity_run(
         raise InputError("no target to check the maps on")
     checkpoint.check_bands(scene.info.bands)
     model = checkpoint.freeze()
+    methods = methods_for(model, methods)
     tws = [read_target(scene, checkpoint, t.kind, t.geom) for t in targets]
     results_by_window = []
     for tw in tws:
