@@ -53,7 +53,7 @@ from torch import nn
 
 from attribute.gradcam import resolve_layer, suggested_layers
 from solarmap.bands import RGB, band_indices
-from solarmap.errors import InputError
+from solarmap.errors import InputError, first_line
 from solarmap.windows import read_padded
 
 log = logging.getLogger(__name__)
@@ -792,21 +792,104 @@ def write_concepts(
 
 
 def concept_readers(scenes: Sequence[Any], source: str) -> list[ConceptReader]:
-    """A concept reader per opened scene: ``"landcover"``, the ``landcover.tif`` beside it.
+    """A concept reader per opened scene: ``"landcover"``, the ``landcover.tif`` beside it;
+    ``"osm"``, OpenStreetMap tags over its footprint from Overpass (cached); or the path of an
+    OSM XML or vector file with OSM tags.
 
     Raises:
-        InputError: for an unknown source, or a scene without its land cover.
+        InputError: for an unknown source, a scene without its land cover, or OSM concepts
+            that are neither cached nor to be had.
     """
-    if source != "landcover":
-        raise InputError(f"--concepts {source!r}: choose landcover")
-    readers = []
-    for scene in scenes:
-        path = Path(scene.info.source)
-        lc = (path if path.is_dir() else path.parent) / "landcover.tif"
-        if not lc.is_file():
-            raise InputError(
-                f"{path}: no landcover.tif beside it; concepts from land cover need the "
-                "generator's region folder (solarmap demo-data)"
-            )
-        readers.append(concepts_from_landcover(lc, scene))
-    return readers
+    if source == "landcover":
+        readers = []
+        for scene in scenes:
+            path = Path(scene.info.source)
+            lc = (path if path.is_dir() else path.parent) / "landcover.tif"
+            if not lc.is_file():
+                raise InputError(
+                    f"{path}: no landcover.tif beside it; concepts from land cover need the "
+                    "generator's region folder (solarmap demo-data), or give --concepts osm"
+                )
+            readers.append(concepts_from_landcover(lc, scene))
+        return readers
+    if source == "osm" or Path(source).is_file():
+        return [concepts_from_osm(scene, source) for scene in scenes]
+    raise InputError(
+        f"--concepts {source!r}: choose landcover, osm, or an OSM XML / vector file of OSM features"
+    )
+
+
+#: Most OSM concepts a scene keeps (the largest by area): tags are many, most are rare.
+MAX_OSM_CONCEPTS = 32
+
+
+def concepts_from_osm(scene: Any, source: str = "osm") -> ConceptReader:
+    """Concept masks ``key=value`` (:data:`data_prep.osm.CONCEPT_KEYS`) of OpenStreetMap
+    features over the scene: from Overpass through osmnx (``source="osm"``; the answer kept
+    under ``$SOLARMAP_CACHE_DIR/osm-concepts/``, so a rerun offline reads it) or from a file.
+    The :data:`MAX_OSM_CONCEPTS` largest concepts are kept.
+
+    Raises:
+        InputError: if Overpass cannot be reached and nothing is cached, or the file is bad.
+    """
+    import hashlib
+
+    import geopandas as gpd
+    import shapely
+    from rasterio.features import rasterize
+    from rasterio.warp import transform_bounds
+
+    from data_prep.osm import (
+        concept_features_from_bbox,
+        concept_features_from_file,
+        concept_layers,
+    )
+    from solarmap.errors import LabelError
+    from solarmap.geo import read_vector, write_vector
+    from solarmap.inference import cache_dir
+
+    info = scene.info
+    bbox = tuple(round(v, 6) for v in transform_bounds(info.crs, "EPSG:4326", *info.bounds))
+    if source == "osm":
+        import osmnx as ox
+
+        key = hashlib.sha256(f"{ox.settings.overpass_url}|{bbox}".encode()).hexdigest()[:20]
+        cached = cache_dir().parent / "osm-concepts" / f"{key}.gpkg"
+        if cached.is_file():
+            layers = read_vector(cached, what="cached OSM concepts")
+        else:
+            try:
+                raw = concept_features_from_bbox(bbox)
+            except LabelError as err:
+                raise InputError(
+                    f"OSM concepts over {info.scene_id}: none cached ({cached.parent}) and "
+                    f"{first_line(err)}"
+                ) from err
+            layers = concept_layers(raw)
+            write_vector(layers, cached, layer="concepts")
+    else:
+        layers = concept_layers(concept_features_from_file(source))
+    layers = gpd.GeoDataFrame(layers, geometry="geometry").to_crs(info.crs)
+    layers = layers[layers.geometry.notna() & ~layers.geometry.is_empty]
+    area = layers.geometry.area.groupby(layers["concept"]).sum().sort_values(ascending=False)
+    names = [str(n) for n in area.index[:MAX_OSM_CONCEPTS]]
+    layers = layers[layers["concept"].isin(names)]
+    geoms = list(layers.geometry)
+    which = np.array([names.index(c) for c in layers["concept"]], dtype=int)
+    tree = shapely.STRtree(geoms)  # a tile rasterizes only the shapes that touch it
+    log.info("%s: %d OSM concepts (%s%s)", info.scene_id, len(names), ", ".join(names[:6]),
+             ", ..." if len(names) > 6 else "")  # fmt: skip
+
+    def read(_scene: Any, win: Window) -> tuple[list[str], np.ndarray]:
+        h, w = int(win.height), int(win.width)
+        tr = window_transform(win, info.transform)
+        out = np.zeros((len(names), h, w), dtype=bool)
+        x0, y1 = tr * (0, 0)
+        x1, y0 = tr * (w, h)
+        hits = tree.query(shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+        for k in np.unique(which[hits]):
+            parts = [geoms[j] for j in hits[which[hits] == k]]
+            out[k] = rasterize(parts, out_shape=(h, w), transform=tr) > 0
+        return names, out
+
+    return read

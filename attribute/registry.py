@@ -120,6 +120,7 @@ def methods_for(model: Any, methods: Sequence[str]) -> tuple[str, ...]:
     Raises:
         InputError: when none of them applies (naming why for the first).
     """
+
     def applies(name: str) -> bool:
         test = REGISTRY[name].applies
         return test is None or test(model)

@@ -145,6 +145,76 @@ def labels_from_bbox(bbox: tuple[float, float, float, float]) -> gpd.GeoDataFram
     )
 
 
+#: OSM keys whose values are concepts (``landuse=farmland``, ``natural=water``...) for naming
+#: what a network's features respond to (:mod:`attribute.concepts`).
+CONCEPT_KEYS: Final = ("landuse", "natural", "building", "man_made", "power", "surface")
+
+
+def concept_features_from_bbox(bbox: tuple[float, float, float, float]) -> gpd.GeoDataFrame:
+    """Download every feature tagged with a :data:`CONCEPT_KEYS` key in a lon/lat box from
+    the Overpass API (osmnx ``features_from_bbox``, its settings and cache).
+
+    Raises:
+        LabelError: if the box holds no such feature or Overpass cannot be reached.
+    """
+    west, south, east, north = (float(v) for v in bbox)
+    tags: dict[str, bool | str | list[str]] = {k: True for k in CONCEPT_KEYS}
+    return _query_overpass(
+        lambda: ox.features_from_bbox((west, south, east, north), tags=tags),
+        box(west, south, east, north),
+        f"bbox {_fmt_bounds((west, south, east, north))}",
+        what=" / ".join(CONCEPT_KEYS) + " features",
+        hint="map a larger area or give a concept file",
+    )
+
+
+def concept_features_from_file(path: str | Path) -> gpd.GeoDataFrame:
+    """Features with :data:`CONCEPT_KEYS` tags from an OSM XML file or a vector file whose
+    columns are OSM keys.
+
+    Raises:
+        InputFileError: if the file is missing or unreadable.
+        LabelError: if it holds no feature with such a tag.
+    """
+    p = Path(path)
+    if p.name.lower().endswith(_XML_SUFFIXES):
+        if not p.is_file():
+            raise InputFileError(f"{p}: OSM file not found; check the path")
+        tags: dict[str, bool | str | list[str]] = {k: True for k in CONCEPT_KEYS}
+        try:
+            return ox.features_from_xml(p, tags=tags)
+        except InsufficientResponseError as err:
+            raise LabelError(f"{p}: no {'/'.join(CONCEPT_KEYS)} features in it") from err
+        except (ET.ParseError, SAXException, UnicodeDecodeError, EOFError, OSError,
+                KeyError, TypeError) as err:  # fmt: skip
+            raise InputFileError(f"{p}: not an OSM XML file ({first_line(err)})") from err
+    gdf = read_vector(p, what="concept file")
+    check_vector_crs(gdf, p)
+    if not set(CONCEPT_KEYS) & set(gdf.columns):
+        raise LabelError(
+            f"{p}: no column named like an OSM key ({', '.join(CONCEPT_KEYS)}); give OSM "
+            "features with their tags"
+        )
+    return gdf.to_crs("EPSG:4326")
+
+
+def concept_layers(raw: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """One row per feature and concept, ``key=value`` (``concept``), with the feature's
+    polygonal part (points and lines are no area), in the features' CRS."""
+    rows = []
+    for key in CONCEPT_KEYS:
+        if key not in raw.columns:
+            continue
+        for value, geom in zip(raw[key], raw.geometry, strict=True):
+            if value is None or (isinstance(value, float) and pd.isna(value)):
+                continue
+            poly = _polygonal_part(geom)
+            if poly is not None:
+                rows.append({"concept": f"{key}={value}", "geometry": poly})
+    return gpd.GeoDataFrame(rows, columns=["concept", "geometry"], geometry="geometry",
+                            crs=raw.crs)  # fmt: skip
+
+
 def labels_from_file(path: str | Path) -> gpd.GeoDataFrame:
     """Read a plain label file (GeoJSON, GeoPackage, Shapefile).
 
@@ -396,16 +466,21 @@ def _group_orphans(orphans: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 
 def _query_overpass(
-    query: Callable[[], gpd.GeoDataFrame], area: BaseGeometry, where: str
+    query: Callable[[], gpd.GeoDataFrame],
+    area: BaseGeometry,
+    where: str,
+    *,
+    what: str = "solar features",
+    hint: str = _TAG_HINT,
 ) -> gpd.GeoDataFrame:
     """Run an osmnx Overpass query, logging the area and translating osmnx errors."""
     area_km2 = abs(Geod(ellps="WGS84").geometry_area_perimeter(area)[0]) / 1e6
     url = ox.settings.overpass_url
-    log.info("querying %s for %s in %s (%.2f km²)", url, _tags_text(), where, area_km2)
+    log.info("querying %s for %s in %s (%.2f km²)", url, what, where, area_km2)
     try:
         gdf = query()
     except InsufficientResponseError as err:
-        raise LabelError(f"no solar features in {where}; {_TAG_HINT}") from err
+        raise LabelError(f"no {what} in {where}; {hint}") from err
     except (requests.RequestException, ResponseStatusCodeError) as err:
         raise LabelError(
             f"could not get OSM features for {where} from {url} ({first_line(err)}); check "

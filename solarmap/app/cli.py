@@ -913,7 +913,9 @@ def concepts(
     source: Annotated[
         str,
         typer.Option(
-            "--concepts", help="Concept vocabulary: landcover (the generator's land cover)."
+            "--concepts",
+            help="Concept vocabulary: landcover (a generated region's land cover), osm "
+            "(OpenStreetMap tags from Overpass, cached) or an OSM XML / vector file.",
         ),
     ] = "landcover",
     tile_px: Annotated[int, typer.Option(help="Probe tile side, pixels.")] = 64,

@@ -222,3 +222,70 @@ def test_concepts_run_writes_tables_regions_thumbnails_and_explains_detections(
         # the features sorted by how much they push the detection's logit
         c = [f["contribution"] for f in d["features"]]
         assert c == sorted(c, reverse=True)
+
+
+# --- concepts from OpenStreetMap ------------------------------------------------------------------
+
+#: OSM tags for land-cover classes of a generated region (the stand-in's "map" of it).
+OSM_OF_CLASS = {3: {"natural": "water"}, 5: {"landuse": "residential"},
+                8: {"surface": "concrete", "area": "yes"}, 7: {"power": "plant"}}  # fmt: skip
+
+
+def _osm_elements(region: Any) -> list[dict[str, Any]]:
+    """Overpass elements mapping the region's water, settlements, pads and farms."""
+    import geopandas as gpd
+    import rasterio
+
+    from solarmap.geo import polygonize_mask
+    from tests.data.make_osm import elements_from_polygons
+
+    with rasterio.open(region.landcover) as src:
+        lc, tr, crs = src.read(1), src.transform, src.crs
+    items = []
+    for cls, tags in OSM_OF_CLASS.items():
+        polys = [p for p in polygonize_mask(lc == cls, tr) if p.area >= 400]
+        lonlat = gpd.GeoSeries(polys, crs=crs).simplify(5).to_crs(4326)
+        items += [(p, tags) for p in lonlat if p.geom_type == "Polygon"]
+    return elements_from_polygons(items)
+
+
+def test_osm_concepts_name_the_planted_water_detector_and_are_cached(
+    pad_region: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.data.overpass_standin import OverpassStandin, point_osmnx_at
+
+    monkeypatch.setenv("SOLARMAP_CACHE_DIR", str(tmp_path / "cache"))
+    ck = planted_checkpoint()
+    cfg = ConceptConfig(features=(0,), top_k=6)
+    with OverpassStandin(_osm_elements(pad_region)) as server:
+        point_osmnx_at(monkeypatch, server)
+        with open_scene(pad_region.scene) as scene:
+            probe = probe_tiles([scene], concept_readers([scene], "osm"), ck.normalise,
+                                tile_px=64)  # fmt: skip
+        asked = len(server.queries)
+        assert asked >= 1 and "natural" in server.queries[0]
+    assert {"natural=water", "landuse=residential", "power=plant"} <= set(probe.names)
+    (water,), _ = name_features(ck.freeze(), probe, layer="pool", config=cfg)
+    assert water.names[0] == "natural=water", water.concepts[:3]
+    # offline now (the server is gone): the cached answer is read
+    with open_scene(pad_region.scene) as scene:
+        again = probe_tiles([scene], concept_readers([scene], "osm"), ck.normalise, tile_px=64)
+    assert again.names == probe.names
+    np.testing.assert_array_equal(again.concepts, probe.concepts)
+    # offline with no cache: one clear error
+    monkeypatch.setenv("SOLARMAP_CACHE_DIR", str(tmp_path / "empty"))
+    with open_scene(pad_region.scene) as scene, pytest.raises(InputError, match="none cached"):
+        concept_readers([scene], "osm")
+
+
+def test_osm_concepts_from_a_file(pad_region: Any, tmp_path: Path) -> None:
+    from tests.data.make_osm import write_osm_xml
+
+    path = write_osm_xml(tmp_path / "area.osm", _osm_elements(pad_region))
+    ck = planted_checkpoint()
+    with open_scene(pad_region.scene) as scene:
+        probe = probe_tiles([scene], concept_readers([scene], str(path)), ck.normalise,
+                            tile_px=64)  # fmt: skip
+    (pad,), _ = name_features(ck.freeze(), probe, layer="pool",
+                              config=ConceptConfig(features=(1,), top_k=6))  # fmt: skip
+    assert pad.names[0] == "surface=concrete", pad.concepts[:3]

@@ -158,6 +158,22 @@ def road_only_scene() -> OsmBuilder:
     return b
 
 
+def elements_from_polygons(items: list[tuple[Any, dict[str, str]]]) -> list[dict[str, Any]]:
+    """Overpass JSON elements of lon/lat shapely polygons, each the closed way of its exterior
+    with its tags (holes left out), ids from 1."""
+    elements: list[dict[str, Any]] = []
+    next_id = 1
+    for way_id, (poly, tags) in enumerate(items, start=10_000):
+        ids = []
+        for lon, lat in list(poly.exterior.coords)[:-1]:
+            elements.append({"type": "node", "id": next_id, "lat": round(lat, 7),
+                             "lon": round(lon, 7)})  # fmt: skip
+            ids.append(next_id)
+            next_id += 1
+        elements.append({"type": "way", "id": way_id, "nodes": [*ids, ids[0]], "tags": tags})
+    return elements
+
+
 def overpass_json(elements: list[dict[str, Any]]) -> dict[str, Any]:
     """Wrap elements as an Overpass API JSON response."""
     return {

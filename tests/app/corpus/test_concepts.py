@@ -50,7 +50,9 @@ CASES: list[Case] = [
         ("--features 'a,b'", "comma-separated integers"),
     ),
     Case("concepts-negative-feature", _concepts("--features", "-1"), ("--features", "0 or more")),
-    Case("concepts-vocabulary", _concepts("--concepts", "wordnet"), ("wordnet", "landcover")),
+    Case(
+        "concepts-vocabulary", _concepts("--concepts", "wordnet"), ("wordnet", "landcover", "osm")
+    ),
     Case("concepts-tile-px", _concepts("--tile-px", "8"), ("--tile-px 8", "16 to 1024")),
     Case("concepts-tile-px-multiple", _concepts("--tile-px", "20"), ("--tile-px 20", "multiple")),
     Case(
@@ -71,3 +73,29 @@ CASES: list[Case] = [
 @pytest.mark.parametrize("case", CASES, ids=ids(CASES))
 def test_concepts_bad_input(case: Case, check_case) -> None:  # type: ignore[no-untyped-def]
     check_case(case)
+
+
+def test_osm_concepts_offline_with_no_cache(
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Concepts from OSM when Overpass does not answer and nothing is cached: one line, exit 2,
+    nothing written."""
+    import osmnx as ox
+
+    from solarmap.app.cli import main
+
+    monkeypatch.setenv("SOLARMAP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(ox.settings, "overpass_url", "http://127.0.0.1:9/api")
+    monkeypatch.setattr(ox.settings, "overpass_rate_limit", False)
+    monkeypatch.setattr(ox.settings, "use_cache", False)
+    monkeypatch.setattr(ox.settings, "requests_timeout", 5)
+    out = tmp_path / "out"
+    code = main(["-q", "concepts", "--scene", str(_region()), "--concepts", "osm",
+                 "--checkpoint", str(tiny_checkpoint), "--out", str(out)])  # fmt: skip
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1, lines
+    assert "none cached" in lines[0] and "127.0.0.1:9" in lines[0]
+    assert not out.exists()
