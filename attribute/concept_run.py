@@ -106,6 +106,7 @@ def concepts_run(
             ])  # fmt: skip
         write_json(tmp / "concepts.json", {
             "config": {**dataclasses.asdict(cfg), "layer": layer, "concepts": concepts},
+            "checkpoint": checkpoint.metadata.get("path", ""),
             "scenes": [str(s.info.source) for s in scenes],
             "probe_tiles": len(probe),
             "dead_features": sorted(set(range(n_feat)) - {r.feature for r in results})
@@ -161,7 +162,7 @@ def _sae_record(part: SaePart, sae: SaeConfig) -> dict[str, Any]:
 
 def _write_sae(folder: Path, probe: ProbeSet, part: SaePart, sae: SaeConfig, *, layer: str) -> None:
     """``sae/``: the weights (``sae.safetensors``, ``sae.json``), the codes' names as the
-    channels' (``features.csv``, ``concepts.csv``, ``regions.gpkg``, ``thumbs/``) and
+    channels' (``features.csv``, ``concept_scores.csv``, ``regions.gpkg``, ``thumbs/``) and
     ``probes.csv`` (per concept the best code and channel, and the logistic probes)."""
     from attribute.georef import write_band_table
 

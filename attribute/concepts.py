@@ -744,7 +744,7 @@ def _thumbnails(path: Path, probe: ProbeSet, fn: FeatureName) -> Path:
 def write_concepts(
     out: Path, probe: ProbeSet, results: Sequence[FeatureName], *, layer: str
 ) -> None:
-    """``concepts.csv``/``.json`` (feature, concept, score, counterfactual score, kept),
+    """``concept_scores.csv``/``.json`` (feature, concept, score, counterfactual score, kept),
     ``features.csv``/``.json`` (a line per feature: its name), ``regions.gpkg`` (the top tiles'
     activating regions with their concept shares) and a thumbnail PNG per feature."""
     import geopandas as gpd
@@ -753,7 +753,7 @@ def write_concepts(
     from solarmap.geo import polygonize_mask, write_vector
     from solarmap.styles import outline_style
 
-    write_band_table(out / "concepts", [
+    write_band_table(out / "concept_scores", [
         {"layer": layer, "feature": r.feature, "rank": rank + 1, "concept": c["concept"],
          "score": round(c["score"], 4), "counterfactual": round(c["counterfactual"], 4),
          "kept": c["kept"]}

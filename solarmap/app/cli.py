@@ -952,7 +952,7 @@ def concepts(
     """Name the features of a layer by land-cover concepts: the concepts of the regions that
     activate each feature most (Grad-CAM on the feature), less those just as present where
     tiles alike in every other feature do not activate it. Writes features.csv (a name per
-    feature), concepts.csv (every concept's score and counterfactual score), regions.gpkg and
+    feature), concept_scores.csv (every concept's score and counterfactual score), regions.gpkg and
     a thumbnail per feature; with --target, each detection's strongest features and names;
     with --sae, a sparse autoencoder on the layer, its features named alike, and how well its
     features and the channels detect each concept (sae/probes.csv)."""

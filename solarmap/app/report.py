@@ -45,7 +45,10 @@ RECORDS: Final = {
     "explain": "explain.json",
     "audit": "audit.json",
     "sanity": "sanity.json",
+    "concepts": "concepts.json",
 }
+#: Named features shown with their thumbnails in a concepts section (the highest scoring).
+CONCEPT_THUMBNAILS: Final = 12
 #: A demo folder: its summary, and the folders of its prediction and checkpoint.
 DEMO_RECORD: Final = "summary.json"
 #: Longest side of the scene pictures, pixels.
@@ -172,7 +175,8 @@ def find_runs(paths: Sequence[Path]) -> list[Run]:
         if len(runs) == before and not any(r.folder.resolve() == p.resolve() for r in runs):
             raise InputError(
                 f"--run {p}: no solarmap run here (no {', '.join(RECORDS.values())} or demo "
-                f"{DEMO_RECORD}); give a folder that predict, explain, audit, sanity or demo wrote"
+                f"{DEMO_RECORD}); give a folder that predict, explain, audit, sanity, concepts "
+                "or demo wrote"
             )
     explanations = set()
     for r in runs:
@@ -646,6 +650,48 @@ def _sanity_section(page: _Page, run: Run) -> None:
     page.add(f"sanity-{len(page.sections)}", f"Sanity checks: {page.shown(run.folder)}", body)
 
 
+def _concepts_section(page: _Page, run: Run) -> None:
+    rec = run.record
+    cfg = rec.get("config") or {}
+    features = [f for f in rec.get("features") or [] if isinstance(f, dict)]
+    named = [f for f in features if f.get("names")]
+    rows = [
+        {"feature": f.get("feature"), "name": "; ".join(f.get("names") or []) or "unnamed",
+         "top concept": (f.get("concepts") or [{}])[0].get("concept"),
+         "score": (f.get("concepts") or [{}])[0].get("score"),
+         "counterfactual": (f.get("concepts") or [{}])[0].get("counterfactual")}
+        for f in features
+    ]  # fmt: skip
+    thumbs = "".join(
+        _png_file(run.folder / "thumbs" / f"feature_{int(f['feature']):04d}.png",
+                  f"feature {f['feature']}", f"feature {f['feature']}: "
+                  f"{'; '.join(f['names'])} (top tiles above their counterfactuals)")
+        for f in named[:CONCEPT_THUMBNAILS]
+        if (run.folder / "thumbs" / f"feature_{int(f['feature']):04d}.png").is_file()
+    )  # fmt: skip
+    detections = [
+        {"detection": d.get("id"), "mean probability": d.get("mean_prob"),
+         "strongest features": ", ".join(
+             f"{x.get('feature')} ({'; '.join(x.get('names') or []) or 'unnamed'})"
+             for x in (d.get("features") or [])[:3])}
+        for d in rec.get("detections") or [] if isinstance(d, dict)
+    ]  # fmt: skip
+    body = _note(
+        f"features of {cfg.get('layer')} named by {cfg.get('concepts')} concepts over "
+        f"{rec.get('probe_tiles')} probe tiles: {len(named)} of {len(features)} named"
+    ) + _table(rows)
+    if detections:
+        body += "<h3>Detections by their features</h3>" + _table(detections)
+    sae = rec.get("sae")
+    if isinstance(sae, dict):
+        body += "<h3>Sparse autoencoder</h3>" + _pairs(
+            (k, sae.get(k)) for k in ("layer", "features", "fvu", "l0", "dead", "named",
+                                      "sae_features_at_good", "channels_at_good")
+        ) + _table(sae.get("per_concept") or [])  # fmt: skip
+    page.add(f"concepts-{len(page.sections)}", f"Concepts: {page.shown(run.folder)}",
+             body + thumbs)  # fmt: skip
+
+
 def _checkpoints(runs: Sequence[Run]) -> list[Path]:
     from solarmap.model import META_FILE, WEIGHTS_FILE
 
@@ -785,6 +831,8 @@ def write_report(
     for r in found:
         if r.kind == "sanity":
             _sanity_section(page, r)
+        elif r.kind == "concepts":
+            _concepts_section(page, r)
     _checkpoint_section(page, found)
     _config_section(page, found)
     make_folder(out.parent if str(out.parent) else Path("."))

@@ -204,3 +204,29 @@ def test_the_report_opens_in_a_real_browser_with_its_pictures(runs: dict, tmp_pa
         assert crop.std() > 5, im["alt"]
     # and outside the pictures, the page is mostly white paper
     assert (shot[:40].reshape(-1, 3) > 240).all(axis=1).mean() > 0.8
+
+
+def test_a_concepts_run_shows_its_names_thumbnails_and_detections(tmp_path: Path) -> None:
+    from attribute.concept_run import concepts_run
+    from attribute.concepts import ConceptConfig
+    from attribute.targets import Target
+    from data_prep.sentinel2 import open_scene
+    from data_prep.synthetic import RegionConfig, generate_region
+    from tests.attribute.test_concepts import planted_checkpoint
+
+    region = generate_region(tmp_path / "region", RegionConfig(
+        seed=3, size=256, spurious="pad", cloud_fraction=0.0, nodata_fraction=0.0))  # fmt: skip
+    farm = gpd.read_file(region.truth, layer="farms").geometry.iloc[0]
+    run = tmp_path / "concepts"
+    with open_scene(region.scene) as scene:
+        res = concepts_run([scene], planted_checkpoint(), run, targets=[Target(7, "polygon", farm)],
+                           config=ConceptConfig(layer="pool", top_k=3))  # fmt: skip
+    out = tmp_path / "report.html"
+    written = write_report([run], out)
+    assert any(h.startswith("Concepts:") for h in written.sections)
+    page = _parse(out)
+    text = " ".join(page.text)
+    named = [f for f in res.features if f.names]
+    assert named and all(f"feature {f.feature}: {'; '.join(f.names)}" in text for f in named)
+    assert "Detections by their features" in text
+    assert len([s for s in page.images if s.startswith("data:image/png;base64,")]) >= len(named)

@@ -205,7 +205,7 @@ def test_concepts_run_writes_tables_regions_thumbnails_and_explains_detections(
     with open_scene(pad_region.scene) as scene:
         res = concepts_run([scene], ck, out, config=ConceptConfig(layer="pool", top_k=4),
                            targets=targets)  # fmt: skip
-    for name in ("features.csv", "concepts.csv", "concepts.json", "regions.gpkg",
+    for name in ("features.csv", "concept_scores.csv", "concepts.json", "regions.gpkg",
                  "detections.gpkg", "detections.csv"):  # fmt: skip
         assert (out / name).is_file(), name
     assert len(list((out / "thumbs").glob("feature_*.png"))) == 3  # not the dead channel

@@ -149,7 +149,7 @@ def test_a_run_with_the_autoencoder_names_its_codes(probe_and_model: Any, tmp_pa
         res = concepts_run([scene], ck, out, config=ConceptConfig(layer="pool", top_k=4),
                            sae=SaeConfig(expansion=2, steps=300))  # fmt: skip
     assert res.sae is not None and res.sae.features
-    for name in ("sae.safetensors", "sae.json", "features.csv", "concepts.csv", "probes.csv",
+    for name in ("sae.safetensors", "sae.json", "features.csv", "concept_scores.csv", "probes.csv",
                  "regions.gpkg"):  # fmt: skip
         assert (out / "sae" / name).is_file(), name
     record = json.loads((out / "concepts.json").read_text())["sae"]
