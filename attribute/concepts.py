@@ -344,7 +344,8 @@ def probe_tiles(
     min_valid: float = 0.5,
     max_tiles: int = 2000,
 ) -> ProbeSet:
-    """Cut opened scenes into ``tile_px`` tiles with their concept masks.
+    """Cut opened scenes into ``tile_px`` tiles with their concept masks; a tile sticking out
+    of its scene is read padded (no data outside) and kept when ``min_valid`` of it is valid.
 
     The concept vocabulary is the union over the scenes, in first-seen order.
 
@@ -354,8 +355,9 @@ def probe_tiles(
     windows = []
     for s, scene in enumerate(scenes):
         info = scene.info
-        for r in range(0, info.height - tile_px + 1, tile_px):
-            for c in range(0, info.width - tile_px + 1, tile_px):
+        # edge tiles (and scenes smaller than a tile) are read padded; min_valid decides
+        for r in range(0, info.height, tile_px):
+            for c in range(0, info.width, tile_px):
                 windows.append((s, Window(c, r, tile_px, tile_px)))
     if len(windows) > max_tiles:
         pick = np.linspace(0, len(windows) - 1, max_tiles).round().astype(int)

@@ -32,6 +32,7 @@ from data_prep.synthetic import RegionConfig, generate_region
 from solarmap.bands import BANDS
 from solarmap.errors import InputError
 from solarmap.model import Checkpoint, ModelConfig
+from tests.conftest import AUSTRIA, needs_realdata
 
 B02, B04, B08 = BANDS.index("B02"), BANDS.index("B04"), BANDS.index("B08")
 #: The planted detectors, in their channel order: what each one must be named first.
@@ -224,7 +225,7 @@ def test_concepts_run_writes_tables_regions_thumbnails_and_explains_detections(
         assert c == sorted(c, reverse=True)
 
 
-# --- concepts from OpenStreetMap ------------------------------------------------------------------
+# --- concepts from OpenStreetMap --------------------------------------------------------------
 
 #: OSM tags for land-cover classes of a generated region (the stand-in's "map" of it).
 OSM_OF_CLASS = {3: {"natural": "water"}, 5: {"landuse": "residential"},
@@ -289,3 +290,53 @@ def test_osm_concepts_from_a_file(pad_region: Any, tmp_path: Path) -> None:
     (pad,), _ = name_features(ck.freeze(), probe, layer="pool",
                               config=ConceptConfig(features=(1,), top_k=6))  # fmt: skip
     assert pad.names[0] == "surface=concrete", pad.concepts[:3]
+
+
+# --- on real scenes ------------------------------------------------------------------------------
+
+
+@needs_realdata
+def test_on_the_real_austrian_chips_the_solar_carriers_fire_on_the_osm_plants(
+    tmp_path: Path,
+) -> None:
+    """The shipped model over the real 2022 chips, concepts from the real OSM plant polygons
+    (tagged ``power=plant``): the run writes its layers, and the features that carry the solar
+    logit on the plants of a chip have top regions richer in plant pixels than the probe set."""
+    from contextlib import ExitStack
+
+    from shapely.geometry import box
+
+    from attribute.targets import Target
+    from solarmap.model import load_checkpoint, shipped_checkpoint
+
+    plants = gpd.read_file(AUSTRIA / "osm_solar_polygons_austria.geojson")
+    plants["power"] = "plant"
+    tagged = tmp_path / "plants.gpkg"
+    plants[["power", "geometry"]].to_file(tagged)
+    ck = load_checkpoint(shipped_checkpoint())
+    paths = sorted(AUSTRIA.glob("s2_*_median_AprSep2022.tif"))
+    out = tmp_path / "out"
+    with ExitStack() as stack:
+        scenes = [stack.enter_context(open_scene(p)) for p in paths]
+        biggest = max(
+            range(len(scenes)), key=lambda i: scenes[i].info.width * scenes[i].info.height
+        )
+        scenes.insert(0, scenes.pop(biggest))  # detections are explained in the first scene
+        first = scenes[0].info
+        local = plants.to_crs(first.crs)
+        inside = local[local.intersects(box(*first.bounds))]
+        targets = [Target(int(i), "polygon", g.intersection(box(*first.bounds)))
+                   for i, g in zip(inside.index, inside.geometry, strict=True)][:2]  # fmt: skip
+        cfg = ConceptConfig(tile_px=32, min_valid=0.2, top_k=4)
+        res = concepts_run(scenes, ck, out, config=cfg, concepts=str(tagged), targets=targets)
+        probe = probe_tiles(scenes, concept_readers(scenes, str(tagged)), ck.normalise,
+                            tile_px=32, min_valid=0.2)  # fmt: skip
+    assert len(probe) >= 20 and probe.names == ["power=plant"]
+    base = (probe.concepts[:, 0] & probe.valid).sum() / probe.valid.sum()
+    for name in ("features.csv", "concept_scores.csv", "regions.gpkg", "detections.gpkg"):
+        assert (out / name).is_file(), name
+    assert res.detections
+    carriers = [f["feature"] for f in res.detections[0]["features"][:3]]
+    by_feature = {f.feature: f for f in res.features}
+    shares = [next(c["score"] for c in by_feature[j].concepts) for j in carriers if j in by_feature]
+    assert shares and max(shares) > base, (shares, base)
