@@ -417,6 +417,18 @@ Family = Literal["gradient", "perturbation", "superpixel"]
 FAMILIES: tuple[Family, ...] = ("gradient", "perturbation", "superpixel")
 
 
+def check_ranges(checks: Sequence[tuple[str, Any, bool, str]]) -> None:
+    """Raise for the first ``(flag, value, ok, hint)`` that is not ok: the one-line message
+    ``"<flag> <value>: <hint>"`` a configuration object gives for a value out of range.
+
+    Raises:
+        InputError: for the first failed check.
+    """
+    for flag, value, ok, hint in checks:
+        if not ok:
+            raise InputError(f"{flag} {value}: {hint}")
+
+
 @dataclass(frozen=True)
 class Option:
     """An option a method reads, declared once by the module that owns it.

@@ -51,6 +51,7 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 from torch import nn
 
+from attribute.base import check_ranges
 from attribute.gradcam import resolve_layer, suggested_layers
 from solarmap.bands import RGB, band_indices
 from solarmap.errors import InputError, first_line
@@ -113,9 +114,7 @@ class ConceptConfig:
             ("--max-tiles", self.max_tiles, self.max_tiles >= 2, "give 2 or more"),
             ("--batch-size", self.batch_size, 1 <= self.batch_size <= 4096, "give 1 to 4096"),
         )  # fmt: skip
-        for flag, value, ok, hint in checks:
-            if not ok:
-                raise InputError(f"{flag} {value}: {hint}")
+        check_ranges(checks)
         if any(i < 0 for i in self.features):
             raise InputError(f"--features {self.features}: feature indices are 0 or more")
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from attribute.base import check_ranges
 from attribute.concepts import ProbeSet, check_layer, layer_activations
 from solarmap.errors import InputError
 
@@ -77,9 +78,7 @@ class SaeConfig:
             ("--sae-lr", self.lr, 0 < self.lr < 1, "give a learning rate in (0, 1)"),
             ("--sae-held-out", self.held_out, 0 < self.held_out < 1, "give a share in (0, 1)"),
         )
-        for flag, value, ok, hint in checks:
-            if not ok:
-                raise InputError(f"{flag} {value}: {hint}")
+        check_ranges(checks)
 
 
 class SparseAutoencoder(nn.Module):

@@ -131,8 +131,14 @@ def tiny_unet() -> nn.Module:
 
 def linear_checkpoint(bands: tuple[str, ...] = BANDS) -> Checkpoint:
     """A checkpoint around :class:`LinearSegmenter` (known gradients), identity normalisation."""
+    return identity_checkpoint(LinearSegmenter(), bands)
+
+
+def identity_checkpoint(model: nn.Module, bands: tuple[str, ...] = BANDS) -> Checkpoint:
+    """A checkpoint around a hand-made ``model`` that sees reflectance itself (normalisation
+    mean 0, std 1)."""
     return Checkpoint(
-        model=LinearSegmenter(),
+        model=model.eval(),
         config=ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8)),
         bands=bands,
         mean=[0.0] * 10,

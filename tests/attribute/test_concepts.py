@@ -31,7 +31,8 @@ from data_prep.sentinel2 import open_scene
 from data_prep.synthetic import RegionConfig, generate_region
 from solarmap.bands import BANDS
 from solarmap.errors import InputError
-from solarmap.model import Checkpoint, ModelConfig
+from solarmap.model import Checkpoint
+from tests.attribute.conftest import identity_checkpoint
 from tests.conftest import AUSTRIA, needs_realdata
 
 B02, B04, B08 = BANDS.index("B02"), BANDS.index("B04"), BANDS.index("B08")
@@ -69,15 +70,7 @@ class Planted(nn.Module):
 
 def planted_checkpoint() -> Checkpoint:
     """The planted model on reflectance itself (normalisation mean 0, std 1)."""
-    return Checkpoint(
-        model=Planted().eval(),
-        config=ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8)),
-        bands=BANDS,
-        mean=[0.0] * 10,
-        std=[1.0] * 10,
-        threshold=0.5,
-        chip_size=64,
-    )
+    return identity_checkpoint(Planted())
 
 
 @pytest.fixture(scope="module")
