@@ -3,6 +3,8 @@ map is a georeferenced method like the others, and it applies to transformer enc
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -91,3 +93,36 @@ def test_relevance_applies_to_transformer_encoders_only(mit: torch.nn.Module) ->
                         region_bbox=(0, 0, 32, 32), shape=(32, 32), region=region)  # fmt: skip
     with pytest.raises(InputError, match="needs a transformer encoder"):
         method.run(ctx, RegionTarget(cnn, torch.from_numpy(region)), x)
+
+
+def test_explain_writes_the_relevance_map_as_a_georeferenced_band(
+    mit: torch.nn.Module, tmp_path: Path
+) -> None:
+    import rasterio
+    from shapely.geometry import box
+
+    from attribute.explain import ExplainConfig, explain_scene
+    from attribute.targets import Target
+    from data_prep.sentinel2 import open_scene
+    from solarmap.bands import BANDS
+    from solarmap.model import Checkpoint
+    from tests.conftest import ORIGIN, write_float_scene
+
+    scene = write_float_scene(tmp_path / "s.tif", size=(128, 128), solar_box=(40, 40, 80, 90))
+    ck = Checkpoint(model=mit, config=ModelConfig(encoder="mit_b0",
+                                                   decoder_channels=(32, 16, 16, 8, 8)),
+                    bands=BANDS, mean=[0.1] * 10, std=[0.1] * 10, threshold=0.5,
+                    chip_size=64)  # fmt: skip
+    x0, y0 = ORIGIN
+    target = Target(1, "polygon", box(x0 + 400, y0 - 800, x0 + 900, y0 - 400))
+    cfg = ExplainConfig(methods=("attention_relevance", "saliency"))
+    with open_scene(scene) as src:
+        explain_scene(src, ck, [target], tmp_path / "ex", config=cfg)
+        crs, transform = src.info.crs, src.info.transform
+    with rasterio.open(tmp_path / "ex" / "target_1" / "attribution.tif") as out:
+        names = [d.split(":")[0] for d in out.descriptions]
+        assert "attention_relevance" in names
+        band = out.read(names.index("attention_relevance") + 1)
+        assert out.crs == crs
+        assert out.transform.a == transform.a and out.transform.e == transform.e
+    assert np.isfinite(band).all() and band.min() >= 0 and band.max() > 0
