@@ -927,6 +927,13 @@ def concepts(
         float,
         typer.Option(help="Drop a concept whose counterfactual score reaches this share of it."),
     ] = 0.5,
+    min_effect: Annotated[
+        float,
+        typer.Option(
+            help="Keep a concept only if filling its pixels drops the feature by this share "
+            "(0: no such check)."
+        ),
+    ] = 0.1,
     target: Annotated[
         str | None,
         typer.Option(
@@ -973,6 +980,7 @@ def concepts(
         top_k=top_k,
         region_threshold=region_threshold,
         contrast=contrast,
+        min_effect=min_effect,
     )
     sae_cfg = (
         SaeConfig(expansion=sae_expansion, k=sae_k, l1=sae_l1, steps=sae_steps) if sae else None

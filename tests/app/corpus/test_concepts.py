@@ -32,8 +32,30 @@ def _no_landcover(i, tmp):  # type: ignore[no-untyped-def]
     return _concepts(scene=str(i.scene))(i, tmp)
 
 
+def _landcover_of_another_grid(i, tmp):  # type: ignore[no-untyped-def]
+    import shutil
+
+    import rasterio
+
+    src = _region()
+    for f in src.parent.glob("scene*"):
+        shutil.copy(f, tmp / f.name)
+    with rasterio.open(src.parent / "landcover.tif") as lc:
+        profile = lc.profile | {"width": lc.width // 2, "height": lc.height // 2}
+        data = lc.read(1)[: lc.height // 2, : lc.width // 2]
+    with rasterio.open(tmp / "landcover.tif", "w", **profile) as dst:
+        dst.write(data, 1)
+    return _concepts(scene=str(tmp / "scene.tif"))(i, tmp)
+
+
 CASES: list[Case] = [
     Case("concepts-no-landcover", _no_landcover, ("no landcover.tif beside it", "demo-data")),
+    Case(
+        "concepts-landcover-other-grid",
+        _landcover_of_another_grid,
+        ("landcover.tif", "not the scene's", "64x64 against 128x128"),
+    ),
+    Case("concepts-min-effect", _concepts("--min-effect", "2"), ("--min-effect 2",)),
     Case(
         "concepts-unknown-layer",
         _concepts("--layer", "decoder.nope"),
