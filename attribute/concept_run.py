@@ -112,7 +112,8 @@ def concepts_run(
             "dead_features": sorted(set(range(n_feat)) - {r.feature for r in results})
             if not cfg.features else [],
             "concept_names": probe.names,
-            "features": [{"feature": r.feature, "names": r.names, "concepts": r.concepts,
+            "features": [{"feature": r.feature, "partner": r.partner, "names": r.names,
+                          "concepts": r.concepts,
                           "top_tiles": [probe.tiles[t]["scene"] + f"@{probe.tiles[t]['row']},"
                                         f"{probe.tiles[t]['col']}" for t in r.top]}
                          for r in results],

@@ -82,6 +82,8 @@ class ConceptConfig:
             pixels are filled with the land around them (:func:`concept_effect`); ``0``: no
             such check (naming by the contrast alone).
         matched: features a counterfactual's region is drawn from.
+        pairs: name a feature that is not named alone together with its partner, the feature
+            whose tile scores follow its own most closely, when the pair is named.
         min_valid: least share of valid pixels a probe tile has.
         max_tiles: most probe tiles (evenly taken over the scenes when there are more).
         batch_size: tiles per model call.
@@ -96,6 +98,7 @@ class ConceptConfig:
     min_share: float = 0.05
     min_effect: float = 0.1
     matched: int = 5
+    pairs: bool = True
     min_valid: float = 0.5
     max_tiles: int = 2000
     batch_size: int = 64
@@ -462,7 +465,8 @@ class FeatureName:
         top: the top tiles' indices in the probe set (at most ``top_k``, each activating the
             feature); ``counterfactual`` their counterparts.
         regions: ``bool[top_k, T, T]`` the top tiles' activating regions.
-        peak: the top tiles' scores.
+        peak: the top tiles' scores (a pair's summed).
+        partner: the feature it was named with, when it was not named alone (a pair).
     """
 
     feature: int
@@ -471,6 +475,12 @@ class FeatureName:
     counterfactual: list[int]
     regions: np.ndarray
     peak: list[float]
+    partner: int | None = None
+
+    @property
+    def label(self) -> str:
+        """``"7"``, or ``"7+12"`` for a feature named with its partner."""
+        return str(self.feature) if self.partner is None else f"{self.feature}+{self.partner}"
 
     @property
     def names(self) -> list[str]:
@@ -483,18 +493,20 @@ def _standardise(scores: np.ndarray) -> np.ndarray:
     return (scores - scores.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
 
-def counterfactual_tiles(z: np.ndarray, i: int, top: Sequence[int]) -> list[int]:
+def counterfactual_tiles(z: np.ndarray, i: int | Sequence[int], top: Sequence[int]) -> list[int]:
     """For each top tile, the tile nearest to it in the standardised scores ``z`` without
-    feature ``i`` among those scoring in the lower half on ``i``, a different one for each
-    while the lower half has enough."""
-    low = np.flatnonzero(z[:, i] <= np.median(z[:, i]))
+    feature ``i`` (or the features of a group) among those scoring in the lower half on it,
+    a different one for each while the lower half has enough."""
+    group = [i] if isinstance(i, int | np.integer) else list(i)
+    own = z[:, group].sum(axis=1)
+    low = np.flatnonzero(own <= np.median(own))
     low = np.setdiff1d(low, np.asarray(top))
     if len(low) == 0:
         raise InputError(
-            f"feature {i}: every probe tile activates it as much as the top ones; give more "
-            "varied scenes"
+            f"feature {_label(group)}: every probe tile activates it as much as the top ones; "
+            "give more varied scenes"
         )
-    others = np.delete(z, i, axis=1)
+    others = np.delete(z, group, axis=1)
     d = ((others[np.asarray(top)][:, None, :] - others[low][None, :, :]) ** 2).sum(-1)
     # nearest first, each low tile once while there are enough: in many dimensions a few
     # central tiles are everybody's nearest neighbour, and would stand for every counterfactual
@@ -506,16 +518,21 @@ def counterfactual_tiles(z: np.ndarray, i: int, top: Sequence[int]) -> list[int]
     return picked
 
 
+def _label(group: Sequence[int]) -> str:
+    return "+".join(str(int(g)) for g in group)
+
+
 def concept_effect(
     model: nn.Module,
     module: nn.Module,
     space: FeatureSpace,
     probe: ProbeSet,
     tiles: Sequence[int],
-    i: int,
+    i: int | Sequence[int],
     c: int,
 ) -> float:
-    """The mean relative drop of feature ``i``'s tile score over ``tiles`` when concept ``c``'s
+    """The mean relative drop of feature ``i``'s tile score (a group's summed scores) over
+    ``tiles`` when concept ``c``'s
     pixels are filled with the land around them (:func:`attribute.base.context_fill`, 1 px of
     gap; the probe set's band medians where a concept fills its tile); 0 for a tile without
     the concept.
@@ -525,6 +542,7 @@ def concept_effect(
     """
     from attribute.base import context_fill
 
+    group = [i] if isinstance(i, int | np.integer) else list(i)
     drops = []
     edited, base = [], []
     for t in tiles:
@@ -542,8 +560,9 @@ def concept_effect(
         base.append(t)
     if edited:
         acts = layer_activations(model, module, torch.cat(edited))
-        after = tile_scores(space.maps(acts).detach())[:, i]
-        before = tile_scores(space.maps(layer_activations(model, module, probe.x[base])))[:, i]
+        after = tile_scores(space.maps(acts).detach())[:, group].sum(axis=1)
+        before_acts = layer_activations(model, module, probe.x[base])
+        before = tile_scores(space.maps(before_acts))[:, group].sum(axis=1)
         drops += list((before - after) / np.maximum(before, 1e-12))
     return float(np.mean(drops))
 
@@ -592,23 +611,14 @@ def name_features(
     size = (int(probe.x.shape[-2]), int(probe.x.shape[-1]))
     results: list[FeatureName] = []
     dead: list[int] = []
-    for i in wanted:
-        order = np.argsort(-scores[:, i], kind="stable")
-        top = [int(t) for t in order[:k] if scores[t, i] > 0]  # tiles that activate it
-        if not top:
-            if cfg.features:  # asked for by name
-                raise InputError(
-                    f"feature {i} of {layer}: no probe tile activates it (its map is 0 "
-                    "everywhere); give other scenes or another feature"
-                )
-            dead.append(i)
-            continue
-        cf = counterfactual_tiles(z, i, top)
+
+    def name_group(group: list[int], top: list[int]) -> FeatureName:
+        cf = counterfactual_tiles(z, group, top)
         matched: list[list[int]] = []
         for t in top:
-            rest = np.argsort(-np.delete(z[t], i), kind="stable")[: cfg.matched]
-            matched.append([int(j + (j >= i)) for j in rest])  # indices with i put back
-        cam_top = feature_cam(model, module, space, probe.x[top], [[i]] * len(top), size=size)
+            rest = [j for j in np.argsort(-z[t], kind="stable") if j not in group]
+            matched.append([int(j) for j in rest[: cfg.matched]])
+        cam_top = feature_cam(model, module, space, probe.x[top], [group] * len(top), size=size)
         cam_cf = feature_cam(model, module, space, probe.x[cf], matched, size=size)
         reg_top = _regions(cam_top, probe.valid[top], cfg.region_threshold)
         reg_cf = _regions(cam_cf, probe.valid[cf], cfg.region_threshold)
@@ -618,7 +628,7 @@ def name_features(
         effect = np.full(len(probe.names), np.nan)
         if cfg.min_effect > 0:
             for c in np.flatnonzero(kept):
-                effect[c] = concept_effect(model, module, space, probe, top, i, int(c))
+                effect[c] = concept_effect(model, module, space, probe, top, group, int(c))
             kept &= ~(effect < cfg.min_effect)
         rows: list[dict[str, Any]] = [
             {
@@ -631,8 +641,26 @@ def name_features(
             for c, name in enumerate(probe.names)
         ]
         rows.sort(key=lambda r: (-r["score"], r["concept"]))
-        results.append(FeatureName(i, rows, top, cf, reg_top, [float(scores[t, i]) for t in top]))
-        log.debug("feature %d of %s: %s", i, layer, results[-1].names or "unnamed")
+        peak = [float(scores[t, group].sum()) for t in top]
+        return FeatureName(group[0], rows, top, cf, reg_top, peak, partner=(
+            group[1] if len(group) > 1 else None))  # fmt: skip
+
+    for i in wanted:
+        order = np.argsort(-scores[:, i], kind="stable")
+        top = [int(t) for t in order[:k] if scores[t, i] > 0]  # tiles that activate it
+        if not top:
+            if cfg.features:  # asked for by name
+                raise InputError(
+                    f"feature {i} of {layer}: no probe tile activates it (its map is 0 "
+                    "everywhere); give other scenes or another feature"
+                )
+            dead.append(i)
+            continue
+        fn = name_group([i], top)
+        if not fn.names and cfg.pairs:
+            fn = _with_partner(fn, i, scores, z, k, dead, name_group)
+        results.append(fn)
+        log.debug("feature %s of %s: %s", fn.label, layer, fn.names or "unnamed")
     if dead:
         log.info("%d feature(s) of %s no probe tile activates: %s", len(dead), layer,
                  ", ".join(map(str, dead)))  # fmt: skip
@@ -641,6 +669,32 @@ def name_features(
             f"no probe tile activates any feature of {layer}; give other scenes or another layer"
         )
     return results, scores
+
+
+def _with_partner(
+    single: FeatureName,
+    i: int,
+    scores: np.ndarray,
+    z: np.ndarray,
+    k: int,
+    dead: Sequence[int],
+    name_group: Callable[[list[int], list[int]], FeatureName],
+) -> FeatureName:
+    """An unnamed feature named with its partner, the live feature whose tile scores follow its
+    own most closely (Pearson), when the pair is named: the tiles where both fire most (their
+    standardised scores summed) and the pair's Grad-CAM; else the single feature unnamed."""
+    live = [j for j in range(scores.shape[1]) if j != i and j not in dead and z[:, j].std() > 0]
+    if not live or z[:, i].std() == 0:
+        return single
+    corr = [float(np.corrcoef(z[:, i], z[:, j])[0, 1]) for j in live]
+    j = live[int(np.nanargmax(corr))]
+    both = z[:, i] + z[:, j]
+    order = np.argsort(-both, kind="stable")
+    top = [int(t) for t in order[:k] if scores[t, i] > 0 and scores[t, j] > 0]
+    if not top:
+        return single
+    pair = name_group([i, j], top)
+    return pair if pair.names else single
 
 
 def feature_contributions(
@@ -761,7 +815,7 @@ def write_concepts(
         for r in results for rank, c in enumerate(r.concepts)
     ])  # fmt: skip
     write_band_table(out / "features", [
-        {"layer": layer, "feature": r.feature, "name": "; ".join(r.names),
+        {"layer": layer, "feature": r.feature, "partner": r.partner, "name": "; ".join(r.names),
          "top_score": round(r.peak[0], 4), "top_tiles": len(r.top)}
         for r in results
     ])  # fmt: skip

@@ -1002,7 +1002,7 @@ def concepts(
     named = [f for f in res.features if f.names]
     typer.echo(f"named {len(named)} of {len(res.features)} features -> {res.out}")
     for f in named[:10]:
-        typer.echo(f"  feature {f.feature}: {'; '.join(f.names)}")
+        typer.echo(f"  feature {f.label}: {'; '.join(f.names)}")
     if res.sae is not None:
         m, p = res.sae.result, res.sae.probes
         typer.echo(

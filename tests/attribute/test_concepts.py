@@ -333,3 +333,36 @@ def test_on_the_real_austrian_chips_the_solar_carriers_fire_on_the_osm_plants(
     by_feature = {f.feature: f for f in res.features}
     shares = [next(c["score"] for c in by_feature[j].concepts) for j in carriers if j in by_feature]
     assert shares and max(shares) > base, (shares, base)
+
+
+def test_a_pair_is_named_where_neither_feature_is_alone() -> None:
+    """A concept where two features fire together, each also firing harder without it
+    elsewhere: neither is named alone, the pair is."""
+    from attribute.concepts import ProbeSet
+
+    class Three(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.feat = nn.Identity()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.feat(x[:, :3].clamp(min=0))[:, :1]
+
+    n, t = 24, 16
+    x = torch.zeros(n, 10, t, t)
+    x[:6, :2] = 1.0  # both fire where the target is
+    x[6:9, 0] = 1.5  # feature 0 alone, harder, elsewhere
+    x[9:12, 1] = 1.5  # feature 1 alone, harder, elsewhere
+    x[:, 2] = 1.0  # feature 2 everywhere (what counterfactuals match on)
+    concepts = np.zeros((n, 2, t, t), dtype=bool)
+    concepts[:, 0] = True  # "ground"
+    concepts[:6, 1] = True  # "target"
+    probe = ProbeSet(x, np.ones((n, t, t), bool), concepts, ["ground", "target"],
+                     np.zeros((n, 3, t, t), np.float32))  # fmt: skip
+    alone = ConceptConfig(features=(0,), top_k=3, pairs=False)
+    (single,), _ = name_features(Three().eval(), probe, layer="feat", config=alone)
+    assert single.names == [] and single.partner is None
+    (pair,), _ = name_features(Three().eval(), probe, layer="feat",
+                               config=ConceptConfig(features=(0,), top_k=3))  # fmt: skip
+    assert pair.partner == 1 and pair.label == "0+1"
+    assert pair.names == ["target"] and set(pair.top) <= set(range(6))
