@@ -120,6 +120,7 @@ class ConceptConfig:
         check_ranges(checks)
         if any(i < 0 for i in self.features):
             raise InputError(f"--features {self.features}: feature indices are 0 or more")
+        object.__setattr__(self, "features", tuple(dict.fromkeys(self.features)))  # once each
 
 
 def default_layer(model: nn.Module) -> str:

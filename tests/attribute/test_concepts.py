@@ -182,6 +182,7 @@ def test_bad_layers_features_and_dead_features(pad_region: Any) -> None:
     with pytest.raises(InputError, match="no probe tile activates it"):
         name_features(model, probe, layer="pool", config=ConceptConfig(features=(3,)))
     assert Channels(4).maps(torch.ones(1, 4, 2, 2)).shape == (1, 4, 2, 2)
+    assert ConceptConfig(features=(2, 0, 2)).features == (2, 0)  # each named once
 
 
 def test_concepts_run_writes_tables_regions_thumbnails_and_explains_detections(
