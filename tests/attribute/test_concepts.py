@@ -68,6 +68,18 @@ class Planted(nn.Module):
         return functional.interpolate(self.head(h), scale_factor=4, mode="nearest")
 
 
+class BandFeatures(nn.Module):
+    """Its layer ``feat`` is the first ``n`` input bands, rectified: features set by hand."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self.feat = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feat(x[:, : self.n].clamp(min=0))[:, :1]
+
+
 def planted_checkpoint() -> Checkpoint:
     """The planted model on reflectance itself (normalisation mean 0, std 1)."""
     return identity_checkpoint(Planted())
@@ -109,14 +121,6 @@ def test_a_concept_as_present_in_the_counterfactuals_is_dropped() -> None:
     """Two concepts everywhere in the top regions; only one of them is absent from the
     counterfactual regions, so only it names the feature."""
 
-    class Both(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.feat = nn.Identity()
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.feat(x[:, :2].clamp(min=0))[:, :1]
-
     n, t = 12, 16
     x = torch.zeros(n, 10, t, t)
     x[:6, 0] = 1.0  # feature 0 on in the first six tiles
@@ -129,7 +133,7 @@ def test_a_concept_as_present_in_the_counterfactuals_is_dropped() -> None:
     probe = ProbeSet(x, np.ones((n, t, t), bool), concepts, ["ground", "target"],
                      np.zeros((n, 3, t, t), np.float32))  # fmt: skip
     cfg = ConceptConfig(features=(0,), top_k=4, matched=1)
-    (fn,), _ = name_features(Both().eval(), probe, layer="feat", config=cfg)
+    (fn,), _ = name_features(BandFeatures(2).eval(), probe, layer="feat", config=cfg)
     rows = {c["concept"]: c for c in fn.concepts}
     assert rows["ground"]["score"] == pytest.approx(1.0)
     assert rows["ground"]["counterfactual"] == pytest.approx(1.0)
@@ -341,14 +345,6 @@ def test_a_pair_is_named_where_neither_feature_is_alone() -> None:
     elsewhere: neither is named alone, the pair is."""
     from attribute.concepts import ProbeSet
 
-    class Three(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.feat = nn.Identity()
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.feat(x[:, :3].clamp(min=0))[:, :1]
-
     n, t = 24, 16
     x = torch.zeros(n, 10, t, t)
     x[:6, :2] = 1.0  # both fire where the target is
@@ -361,9 +357,9 @@ def test_a_pair_is_named_where_neither_feature_is_alone() -> None:
     probe = ProbeSet(x, np.ones((n, t, t), bool), concepts, ["ground", "target"],
                      np.zeros((n, 3, t, t), np.float32))  # fmt: skip
     alone = ConceptConfig(features=(0,), top_k=3, pairs=False)
-    (single,), _ = name_features(Three().eval(), probe, layer="feat", config=alone)
+    (single,), _ = name_features(BandFeatures(3).eval(), probe, layer="feat", config=alone)
     assert single.names == [] and single.partner is None
-    (pair,), _ = name_features(Three().eval(), probe, layer="feat",
+    (pair,), _ = name_features(BandFeatures(3).eval(), probe, layer="feat",
                                config=ConceptConfig(features=(0,), top_k=3))  # fmt: skip
     assert pair.partner == 1 and pair.label == "0+1"
     assert pair.names == ["target"] and set(pair.top) <= set(range(6))
