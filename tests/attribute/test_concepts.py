@@ -68,7 +68,7 @@ class Planted(nn.Module):
         return functional.interpolate(self.head(h), scale_factor=4, mode="nearest")
 
 
-class BandFeatures(nn.Module):
+class HandFeatures(nn.Module):
     """Its layer ``feat`` is the first ``n`` input bands, rectified: features set by hand."""
 
     def __init__(self, n: int) -> None:
@@ -133,7 +133,7 @@ def test_a_concept_as_present_in_the_counterfactuals_is_dropped() -> None:
     probe = ProbeSet(x, np.ones((n, t, t), bool), concepts, ["ground", "target"],
                      np.zeros((n, 3, t, t), np.float32))  # fmt: skip
     cfg = ConceptConfig(features=(0,), top_k=4, matched=1)
-    (fn,), _ = name_features(BandFeatures(2).eval(), probe, layer="feat", config=cfg)
+    (fn,), _ = name_features(HandFeatures(2).eval(), probe, layer="feat", config=cfg)
     rows = {c["concept"]: c for c in fn.concepts}
     assert rows["ground"]["score"] == pytest.approx(1.0)
     assert rows["ground"]["counterfactual"] == pytest.approx(1.0)
@@ -357,9 +357,9 @@ def test_a_pair_is_named_where_neither_feature_is_alone() -> None:
     probe = ProbeSet(x, np.ones((n, t, t), bool), concepts, ["ground", "target"],
                      np.zeros((n, 3, t, t), np.float32))  # fmt: skip
     alone = ConceptConfig(features=(0,), top_k=3, pairs=False)
-    (single,), _ = name_features(BandFeatures(3).eval(), probe, layer="feat", config=alone)
+    (single,), _ = name_features(HandFeatures(3).eval(), probe, layer="feat", config=alone)
     assert single.names == [] and single.partner is None
-    (pair,), _ = name_features(BandFeatures(3).eval(), probe, layer="feat",
+    (pair,), _ = name_features(HandFeatures(3).eval(), probe, layer="feat",
                                config=ConceptConfig(features=(0,), top_k=3))  # fmt: skip
     assert pair.partner == 1 and pair.label == "0+1"
     assert pair.names == ["target"] and set(pair.top) <= set(range(6))
