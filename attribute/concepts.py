@@ -193,6 +193,19 @@ class _Activations:
     def __exit__(self, *exc: object) -> None:
         self.handle.remove()
 
+    def output(self) -> torch.Tensor:
+        """The layer's output of the last forward pass.
+
+        Raises:
+            InputError: if the forward pass did not run the layer.
+        """
+        if self.value is None:
+            raise InputError(
+                "the layer was not run by the model's forward pass; choose a layer on the way "
+                "from the input to the logits"
+            )
+        return self.value
+
 
 def layer_names(model: nn.Module) -> list[str]:
     """The layers whose output is one ``[N, C, h, w]`` map, found by a small forward pass."""
@@ -250,8 +263,7 @@ def layer_activations(
     with _Activations(module) as act, torch.no_grad():
         for i in range(0, len(x), batch_size):
             model(x[i : i + batch_size])
-            assert act.value is not None  # set by the hook on every forward
-            parts.append(act.value.float().clone())
+            parts.append(act.output().float().clone())
     return torch.cat(parts)
 
 
@@ -283,8 +295,7 @@ def feature_cam(
     def f(inputs: torch.Tensor) -> torch.Tensor:
         with hook:
             model(inputs)
-        assert hook.value is not None
-        fm = space.maps(hook.value)
+        fm = space.maps(hook.output())
         return (fm.sum(dim=(2, 3)) * select[: len(inputs)].to(fm.dtype)).sum(1)
 
     inputs = x.detach().clone().requires_grad_(True)
@@ -531,9 +542,11 @@ def concept_effect(
     tiles: Sequence[int],
     i: int | Sequence[int],
     c: int,
+    scores: np.ndarray,
 ) -> float:
     """The mean relative drop of feature ``i``'s tile score (a group's summed scores) over
-    ``tiles`` when concept ``c``'s
+    ``tiles`` from the intact tiles' ``scores`` (:func:`tile_scores` of the probe set) when
+    concept ``c``'s
     pixels are filled with the land around them (:func:`attribute.base.context_fill`, 1 px of
     gap; the probe set's band medians where a concept fills its tile); 0 for a tile without
     the concept.
@@ -562,8 +575,7 @@ def concept_effect(
     if edited:
         acts = layer_activations(model, module, torch.cat(edited))
         after = tile_scores(space.maps(acts).detach())[:, group].sum(axis=1)
-        before_acts = layer_activations(model, module, probe.x[base])
-        before = tile_scores(space.maps(before_acts))[:, group].sum(axis=1)
+        before = scores[base][:, group].sum(axis=1)
         drops += list((before - after) / np.maximum(before, 1e-12))
     return float(np.mean(drops))
 
@@ -629,7 +641,7 @@ def name_features(
         effect = np.full(len(probe.names), np.nan)
         if cfg.min_effect > 0:
             for c in np.flatnonzero(kept):
-                effect[c] = concept_effect(model, module, space, probe, top, group, int(c))
+                effect[c] = concept_effect(model, module, space, probe, top, group, int(c), scores)
             kept &= ~(effect < cfg.min_effect)
         rows: list[dict[str, Any]] = [
             {
@@ -713,8 +725,7 @@ def feature_contributions(
     inputs = x.detach().clone().requires_grad_(True)  # the graph through a frozen model
     with hook:
         logits = model(inputs)
-    assert hook.value is not None
-    a = hook.value
+    a = hook.output()
     fm = space.maps(a) if space is not None else a
     mask = torch.from_numpy(np.asarray(region, dtype=np.float32))
     target = (logits[0, 0] * mask).sum()
