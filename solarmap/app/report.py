@@ -655,13 +655,13 @@ def _concepts_section(page: _Page, run: Run) -> None:
     cfg = rec.get("config") or {}
     features = [f for f in rec.get("features") or [] if isinstance(f, dict)]
     named = [f for f in features if f.get("names")]
-    rows = [
-        {"feature": f.get("feature"), "name": "; ".join(f.get("names") or []) or "unnamed",
-         "top concept": (f.get("concepts") or [{}])[0].get("concept"),
-         "score": (f.get("concepts") or [{}])[0].get("score"),
-         "counterfactual": (f.get("concepts") or [{}])[0].get("counterfactual")}
-        for f in features
-    ]  # fmt: skip
+    rows = []
+    for f in features:
+        best = (f.get("concepts") or [{}])[0]
+        label = f.get("feature") if f.get("partner") is None else f"{f['feature']}+{f['partner']}"
+        rows.append({"feature": label, "name": "; ".join(f.get("names") or []) or "unnamed",
+                     "top concept": best.get("concept"), "score": best.get("score"),
+                     "counterfactual": best.get("counterfactual")})  # fmt: skip
     thumbs = "".join(
         _png_file(run.folder / "thumbs" / f"feature_{int(f['feature']):04d}.png",
                   f"feature {f['feature']}", f"feature {f['feature']}: "
